@@ -1,0 +1,34 @@
+# The project's vocabulary. `make demo` and `make test` work on a fresh machine: each creates
+# .venv and installs what it needs first (llama-cpp-python compiles from source the first
+# time, about 8 minutes on 2 cores; pip caches the wheel after that).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BRIEF ?= examples/briefs/harbor-logistics.json
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench template clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install --progress-bar off -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/deckgen generate $(BRIEF) --out out/$(basename $(notdir $(BRIEF))).pptx
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check deckgen tests scripts
+	$(BIN)/mypy deckgen
+
+template: $(STAMP)
+	$(BIN)/python scripts/make_default_template.py
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

@@ -1,0 +1,123 @@
+"""The command line: `deckgen generate BRIEF.json --out deck.pptx`.
+
+A thin shell over the core: it reads the brief, builds the generator from configuration,
+shows progress per section on stderr, writes the deck and prints a timing table. Errors a
+user can cause print one line and exit 2; a deck with failed sections exits 1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+from deckgen.brief import load_brief
+from deckgen.config import ROUTES, Config
+from deckgen.deck import DeckContent, Generator, SectionResult, generate_deck
+from deckgen.errors import DeckgenError
+from deckgen.examples import load_cases
+from deckgen.llm.router import Models
+from deckgen.prompts import PromptRenderer
+from deckgen.sections import SectionSpec, load_specs, pick_sections
+from deckgen.writers.pptx import write_pptx
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deckgen", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="write a deck's sections from a brief")
+    gen.add_argument("brief", type=Path, help="the brief, a JSON file ('-' for stdin)")
+    gen.add_argument("--out", type=Path, help="the .pptx to write (default out/<brief>.pptx)")
+    gen.add_argument("--template", type=Path, help="a .pptx template marked with {{tokens}}")
+    gen.add_argument("--sections", help="comma-separated sections (default: all)")
+    gen.add_argument("--route", choices=ROUTES, help="which model serves the sections "
+                     "(default DECKGEN_ROUTE or auto)")
+    gen.add_argument("--json", type=Path, help="also write the sections and timings as JSON")
+    return parser
+
+
+class ProgressPrinter:
+    def __init__(self, total: int, stream=sys.stderr) -> None:
+        self.total, self.done, self.stream = total, 0, stream
+        self.lock = threading.Lock()
+
+    def __call__(self, event: str, spec: SectionSpec, result: SectionResult | None) -> None:
+        with self.lock:
+            if event == "started":
+                print(f"  ... {spec.name}", file=self.stream, flush=True)
+                return
+            self.done += 1
+            assert result is not None
+            state = "ok" if result.status == "ok" else f"FAILED: {result.error['message']}"  \
+                if result.error else "FAILED"
+            print(f"  [{self.done}/{self.total}] {spec.name}: {state} ({result.seconds:.1f}s)",
+                  file=self.stream, flush=True)
+
+
+def table(deck: DeckContent) -> str:
+    head = ("section", "route", "model", "prompt tok", "completion tok", "seconds")
+    rows = [(s.section, s.route, s.model, str(s.prompt_tokens), str(s.completion_tokens),
+             f"{s.seconds:.2f}") for s in deck.sections]
+    rows.append(("deck", "", "", str(sum(s.prompt_tokens for s in deck.sections)),
+                 str(sum(s.completion_tokens for s in deck.sections)), f"{deck.seconds:.2f}"))
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*r) for r in rows]
+    return "\n".join(lines)
+
+
+def cmd_generate(args: argparse.Namespace, config: Config) -> int:
+    import json
+
+    source = "stdin" if str(args.brief) == "-" else str(args.brief)
+    try:
+        text = sys.stdin.read() if source == "stdin" else args.brief.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DeckgenError(f"cannot read the brief {source}: {exc.strerror}") from None
+    brief = load_brief(text, source)
+    specs = load_specs(config.prompts_dir)
+    wanted = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
+    chosen = pick_sections(specs, wanted)
+    out = args.out or Path("out") / f"{Path(source).stem if source != 'stdin' else 'deck'}.pptx"
+    models = Models(config)
+    try:
+        route = args.route or config.route
+        print(f"deckgen: {brief.client}: {len(chosen)} sections on route "
+              f"{models.resolve(route)}", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        gen = Generator(specs, load_cases(config.examples_dir, specs),
+                        PromptRenderer(config.prompts_dir), models.route_for(route),
+                        temperature=config.temperature)
+        models.route(route)  # start the route (and the local server) before the clock runs
+        print(f"  model ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
+        deck = generate_deck(gen, brief, chosen, on_progress=ProgressPrinter(len(chosen)))
+    finally:
+        models.close()
+    report = write_pptx(deck, out, args.template)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(deck.to_dict(), indent=2, ensure_ascii=False))
+    print(table(deck))
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"wrote {out}")
+    return 0 if deck.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = Config.from_env()
+        return cmd_generate(args, config)
+    except DeckgenError as exc:
+        print(f"deckgen: error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deckgen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

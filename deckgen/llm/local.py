@@ -1,0 +1,122 @@
+"""The embedded local model: SmolLM2-135M-Instruct (GGUF) run by llama.cpp.
+
+We run llama.cpp's own OpenAI-compatible server (`python -m llama_cpp.server`) as a child
+process rather than calling llama.cpp in-process. Why: every route then goes through the
+same `openai` client code (request shape, usage accounting, errors, timeouts), so the local
+route exercises exactly what serves production; the model runs in its own process, free of
+our GIL and killable on a timeout; and one server can be shared by many deckgen processes
+(DECKGEN_LOCAL_URL). The cost is about a second of start-up per process.
+
+Token counts for this model are exact: `LlamaCounter` loads only the GGUF's vocabulary and
+formats messages with the same chat formatter the server uses."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from deckgen.errors import ModelError
+
+Message = dict[str, str]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalServer:
+    """llama.cpp's OpenAI-compatible server for one GGUF, on a free port of 127.0.0.1."""
+
+    def __init__(self, model_path: Path, context: int, threads: int,
+                 start_timeout: float = 120.0) -> None:
+        self.model_path = model_path
+        self.context = context
+        self.threads = threads
+        self.start_timeout = start_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = tempfile.NamedTemporaryFile(prefix="deckgen-llama-", suffix=".log")
+        self.url = ""
+
+    def start(self) -> str:
+        port = free_port()
+        cmd = [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(self.model_path),
+            "--model_alias", self.model_path.stem,
+            "--host", "127.0.0.1", "--port", str(port),
+            "--n_ctx", str(self.context),
+            "--n_threads", str(self.threads),
+            # Requests queue instead of cutting each other off: sections arrive together.
+            "--interrupt_requests", "False",
+        ]
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ModelError(f"the local llama.cpp server exited at start:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/models", timeout=2) as resp:
+                    if resp.status == 200:
+                        return self.url
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.2)
+        self.stop()
+        raise ModelError(f"the local llama.cpp server did not start in {self.start_timeout:.0f}s")
+
+    def tail(self, lines: int = 15) -> str:
+        self.log.flush()
+        text = Path(self.log.name).read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class LlamaCounter:
+    """Exact prompt tokens for a GGUF model, as llama.cpp's server will count them."""
+
+    def __init__(self, model_path: Path) -> None:
+        from llama_cpp import Llama, llama_chat_format
+
+        self.name = f"llama.cpp:{model_path.name}"
+        self.llm = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
+        self._lock = threading.Lock()  # one llama.cpp vocab, shared by section threads
+        fmt = self.llm.chat_format or "chat_template.default"
+        if fmt == "chat_template.default":
+            model = self.llm._model
+            eos, bos = self.llm.token_eos(), self.llm.token_bos()
+            self.formatter: Any = llama_chat_format.Jinja2ChatFormatter(
+                template=self.llm.metadata["tokenizer.chat_template"],
+                eos_token=model.token_get_text(eos) if eos != -1 else "",
+                bos_token=model.token_get_text(bos) if bos != -1 else "",
+                stop_token_ids=[eos],
+            )
+        else:
+            # A format llama.cpp recognised from the template ("chatml", ...): the server
+            # uses its registered formatter, format_<name>.
+            self.formatter = getattr(llama_chat_format, "format_" + fmt.replace("-", "_"))
+
+    def count(self, messages: list[Message]) -> int:
+        result = self.formatter(messages=messages)
+        with self._lock:
+            tokens = self.llm.tokenize(result.prompt.encode("utf-8"),
+                                       add_bos=not result.added_special, special=True)
+        return len(tokens)

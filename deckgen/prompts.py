@@ -1,0 +1,56 @@
+"""Rendering a section's chat prompt from its jinja2 template (prompts/<section>.j2).
+
+A template defines two macros, `system(spec)` and `user(brief, spec)`. The messages are the
+system part, then each few-shot case as a user turn (its brief) and an assistant turn (its
+finished section as JSON), then the user turn for the brief at hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
+
+from deckgen.brief import Brief
+from deckgen.errors import ConfigError
+from deckgen.examples import Case
+from deckgen.sections import SectionSpec
+
+Message = dict[str, str]
+
+
+class PromptRenderer:
+    def __init__(self, prompts_dir: Path) -> None:
+        self.env = Environment(
+            loader=FileSystemLoader(str(prompts_dir)),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            autoescape=False,
+        )
+
+    def _module(self, name: str) -> Any:
+        try:
+            return self.env.get_template(name).module
+        except TemplateError as exc:
+            raise ConfigError(f"prompt template {name} is broken: {exc}") from None
+
+    def render_prompt(self, spec: SectionSpec, brief: Brief, examples: list[Case]) -> list[Message]:
+        module = self._module(f"{spec.name}.j2")
+        messages = [{"role": "system", "content": str(module.system(spec)).strip()}]
+        for case in examples:
+            messages.append({"role": "user", "content": str(module.user(case.brief, spec)).strip()})
+            answer = json.dumps(case.sections[spec.name], ensure_ascii=False)
+            messages.append({"role": "assistant", "content": answer})
+        messages.append({"role": "user", "content": str(module.user(brief, spec)).strip()})
+        return messages
+
+    def render_repair(self, spec: SectionSpec, answer: str, problems: list[str]) -> list[Message]:
+        """The two turns that ask for a corrected answer once."""
+        shape = str(self._module("_base.j2").answer_shape(spec))
+        text = self.env.get_template("_repair.j2").render(problems=problems, shape=shape)
+        return [
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": text.strip()},
+        ]
