@@ -98,7 +98,8 @@ def parse_brief(data: Any) -> Brief:
         notes = _text(errors, "notes", notes_raw, MAX_NOTES_BYTES)
 
     contacts: list[Contact] = []
-    raw_contacts = data.get("contacts") or []
+    raw_contacts = data.get("contacts")
+    raw_contacts = [] if raw_contacts is None else raw_contacts
     if not isinstance(raw_contacts, list):
         errors["contacts"] = "must be a list of {name, role} objects"
     elif len(raw_contacts) > MAX_CONTACTS:
@@ -119,7 +120,8 @@ def parse_brief(data: Any) -> Brief:
             contacts.append(Contact(name, role))
 
     metrics: dict[str, str] = {}
-    raw_metrics = data.get("metrics") or {}
+    raw_metrics = data.get("metrics")
+    raw_metrics = {} if raw_metrics is None else raw_metrics
     if not isinstance(raw_metrics, dict):
         errors["metrics"] = 'must be an object of facts, e.g. {"Invoice close": "3 days"}'
     elif len(raw_metrics) > MAX_METRICS:

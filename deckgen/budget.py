@@ -87,9 +87,9 @@ def trim_notes(notes: str, keep: int) -> tuple[str, int]:
     if keep >= len(notes):
         return notes, 0
     cut = notes[:keep]
-    space = cut.rfind(" ")
-    if space > keep * 0.8:
-        cut = cut[:space]
+    if keep < len(notes) and not notes[keep].isspace():
+        space = max(cut.rfind(" "), cut.rfind("\n"))
+        cut = cut[:space] if space > 0 else ""  # never end on half a word
     cut = cut.rstrip()
     left = len(notes) - len(cut)
     return cut + TRIM_MARKER.format(left=left, total=len(notes)), left

@@ -125,7 +125,9 @@ def parse_output(spec: SectionSpec, text: str) -> tuple[dict[str, Any] | None, l
     if start < 0 or end < start:
         return None, ["the answer is not a JSON object"]
     try:
-        data = json.loads(body[start : end + 1])
+        # strict=False: a raw newline inside a string (small models emit them) is harmless;
+        # _strip folds it into a space.
+        data = json.loads(body[start : end + 1], strict=False)
     except json.JSONDecodeError as exc:
         return None, [f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"]
     if isinstance(data, dict):
@@ -142,7 +144,7 @@ def parse_output(spec: SectionSpec, text: str) -> tuple[dict[str, Any] | None, l
 
 def _strip(value: Any) -> Any:
     if isinstance(value, str):
-        return value.strip()
+        return " ".join(value.split())
     if isinstance(value, list):
         return [_strip(v) for v in value]
     if isinstance(value, dict):

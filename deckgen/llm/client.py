@@ -60,12 +60,12 @@ class ModelRoute:
     def complete(self, messages: list[Message], *, section: str, schema: dict[str, Any],
                  max_tokens: int, temperature: float) -> Completion:
         try:
-            response = self.client.chat.completions.create(
+            response = self.client.chat.completions.create(  # type: ignore[call-overload]
                 model=self.model,
-                messages=messages,  # type: ignore[arg-type]
+                messages=messages,
                 max_tokens=max_tokens,
                 temperature=temperature,
-                response_format=self.response_format(section, schema),  # type: ignore[arg-type]
+                response_format=self.response_format(section, schema),
             )
         except openai.APIStatusError as exc:
             raise ModelError(

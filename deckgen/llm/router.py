@@ -15,7 +15,7 @@ from deckgen.budget import TiktokenCounter
 from deckgen.config import ROUTES, Config
 from deckgen.errors import ConfigError
 from deckgen.llm.client import ModelRoute
-from deckgen.llm.local import LocalServer, LlamaCounter
+from deckgen.llm.local import LlamaCounter, LocalServer
 from deckgen.sections import SectionSpec
 
 

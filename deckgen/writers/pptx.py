@@ -27,9 +27,9 @@ from deckgen.errors import TemplateError
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "data" / "default.pptx"
 TOKEN = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)(?:\.(title))?\s*\}\}")
-HOW_TO_MARK = ("mark a text box by typing {{current_state}} (the section's bullets) or "
-               "{{current_state.title}} (its headline) into it; sections are current_state, "
-               "future_state, data, skills, stakeholders")
+A = "http://schemas.openxmlformats.org/drawingml/2006/main"
+HOW_TO_MARK = ("mark a text box by typing {{{{{first}}}}} (the section's items) or "
+               "{{{{{first}.title}}}} (its headline) into it; the sections are {names}")
 
 
 @dataclass
@@ -44,9 +44,9 @@ def _replace_frame(frame: TextFrame, lines: list[str]) -> None:
     paragraph's and first run's style."""
     paragraphs = frame.paragraphs
     first = paragraphs[0]._p
-    ppr = first.find("{http://schemas.openxmlformats.org/drawingml/2006/main}pPr")
-    runs = first.findall("{http://schemas.openxmlformats.org/drawingml/2006/main}r")
-    rpr = runs[0].find("{http://schemas.openxmlformats.org/drawingml/2006/main}rPr") if runs else None
+    ppr = first.find(f"{{{A}}}pPr")
+    runs = first.findall(f"{{{A}}}r")
+    rpr = runs[0].find(f"{{{A}}}rPr") if runs else None
     for p in paragraphs[1:]:
         p._p.getparent().remove(p._p)
     for r in list(first):
@@ -115,7 +115,9 @@ def write_pptx(deck: DeckContent, out: Path, template: Path | None = None) -> Wr
 
     sections_marked = marked - set(facts)
     if not sections_marked:
-        raise TemplateError(f"the template {source.name} has no section marks: {HOW_TO_MARK}")
+        names = [s.section for s in deck.sections]
+        how = HOW_TO_MARK.format(first=names[0], names=", ".join(names))
+        raise TemplateError(f"the template {source.name} has no section marks: {how}")
     for result in deck.sections:
         if result.section not in sections_marked:
             report.warnings.append(

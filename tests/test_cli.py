@@ -1,0 +1,72 @@
+"""The command behind `make demo`, run as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pptx import Presentation
+
+ROOT = Path(__file__).resolve().parent.parent
+BRIEF = ROOT / "examples" / "briefs" / "harbor-logistics.json"
+
+
+def deckgen(*args, env=None, input=None):
+    return subprocess.run([sys.executable, "-m", "deckgen.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, input=input,
+                          env={**os.environ, **(env or {})}, timeout=900)
+
+
+@pytest.mark.slow
+def test_generate_writes_every_section_into_the_deck(tmp_path):
+    out, js = tmp_path / "deck.pptx", tmp_path / "deck.json"
+    # no DECKGEN_LOCAL_URL: the CLI starts and stops its own llama.cpp server
+    run = deckgen("generate", BRIEF, "--out", out, "--json", js, "--route", "local")
+    assert run.returncode == 0, run.stderr
+    assert "[5/5]" in run.stderr
+    header = run.stdout.splitlines()[0].split()
+    assert header[:3] == ["section", "route", "model"]
+    assert f"wrote {out}" in run.stdout
+
+    deck = json.loads(js.read_text())
+    assert [s["section"] for s in deck["sections"]] == \
+        ["current_state", "future_state", "data", "skills", "stakeholders"]
+    slides = [[s.text_frame.text for s in slide.shapes if s.has_text_frame]
+              for slide in Presentation(str(out)).slides]
+    assert json.loads(BRIEF.read_text())["client"] in slides[0]
+    for slide, section in zip(slides[1:], deck["sections"], strict=True):
+        assert section["status"] == "ok", section["error"]
+        assert section["route"] == "local"
+        assert "\n".join(section["lines"]) in slide
+        assert section["content"]["title"] in slide
+        assert section["prompt_tokens"] > 0 and section["completion_tokens"] > 0
+
+
+def test_malformed_json_is_one_clear_line(tmp_path):
+    bad = tmp_path / "b.json"
+    bad.write_text('{"client": ')
+    run = deckgen("generate", bad, "--out", tmp_path / "x.pptx")
+    assert run.returncode == 2
+    assert run.stderr.strip().startswith("deckgen: error:") and "not valid JSON" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "x.pptx").exists()
+
+
+def test_unknown_section_and_missing_file_are_clear(tmp_path):
+    run = deckgen("generate", BRIEF, "--sections", "pricing", "--out", tmp_path / "x.pptx")
+    assert run.returncode == 2 and "unknown section(s) pricing" in run.stderr
+    run = deckgen("generate", tmp_path / "none.json")
+    assert run.returncode == 2 and "cannot read the brief" in run.stderr
+
+
+def test_brief_from_stdin_with_field_errors(tmp_path):
+    run = deckgen("generate", "-", input=json.dumps({"client": "", "contacts": 3}))
+    assert run.returncode == 2
+    assert "client is required" in run.stderr and "contacts must be a list" in run.stderr
+
+
+def test_bad_configuration_is_a_clear_error(tmp_path):
+    run = deckgen("generate", BRIEF, env={"DECKGEN_ROUTE": "gpt5"})
+    assert run.returncode == 2 and "DECKGEN_ROUTE must be one of" in run.stderr

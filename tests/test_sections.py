@@ -1,0 +1,77 @@
+import json
+import shutil
+
+import pytest
+
+from deckgen.errors import ConfigError, UnknownSectionError
+from deckgen.sections import load_specs, parse_output, pick_sections
+
+SECTIONS = ["current_state", "future_state", "data", "skills", "stakeholders"]
+
+
+def test_the_five_sections_in_deck_order(specs):
+    assert list(specs) == SECTIONS
+
+
+def test_schema_follows_the_spec(specs):
+    schema = specs["current_state"].json_schema()
+    bullets = schema["properties"]["bullets"]
+    assert (bullets["minItems"], bullets["maxItems"]) == (3, 5)
+    assert bullets["items"]["maxLength"] == 120
+    people = specs["stakeholders"].json_schema()["properties"]["people"]["items"]
+    assert people["required"] == ["name", "role", "cares_about"]
+
+
+def test_valid_answer_in_a_code_fence_is_parsed(specs):
+    answer = {"title": "Today", "bullets": [" a ", "b", "c"]}
+    content, problems = parse_output(specs["current_state"],
+                                     "Sure!\n```json\n" + json.dumps(answer) + "\n```")
+    assert problems == []
+    assert content == {"title": "Today", "bullets": ["a", "b", "c"]}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("no json here", "not a JSON object"),
+    ('{"title": "T", "bullets": [', "not a JSON object"),
+    ('{"title": "T", "bullets": ["a", "b"]}', "bullets"),
+    ('{"title": "T", "bullets": ["a", "b", "' + "z" * 121 + '"]}', "bullets/2"),
+    ('{"title": "T"}', "'bullets' is a required property"),
+])
+def test_invalid_answers_say_what_is_wrong(specs, text, expected):
+    content, problems = parse_output(specs["current_state"], text)
+    assert content is None
+    assert any(expected in p for p in problems), problems
+
+
+def test_raw_newlines_in_strings_fold_into_spaces(specs):
+    content, problems = parse_output(specs["current_state"],
+                                     '{"title": "Two\nlines", "bullets": ["a\n b", "c", "d"]}')
+    assert problems == [] and content["title"] == "Two lines" and content["bullets"][0] == "a b"
+
+
+def test_object_items_become_slide_lines(specs):
+    spec = specs["stakeholders"]
+    content = {"title": "Who", "people": [
+        {"name": "Ana Ruiz", "role": "COO", "cares_about": "On-time delivery"}]}
+    assert spec.lines(content) == ["Ana Ruiz, COO: On-time delivery"]
+
+
+def test_unknown_sections_are_named(specs):
+    with pytest.raises(UnknownSectionError, match="pricing"):
+        pick_sections(specs, ["data", "pricing"])
+    assert [s.name for s in pick_sections(specs, ["skills", "data", "skills"])] == \
+        ["skills", "data"]
+
+
+def test_a_new_section_is_a_template_and_a_spec_entry(tmp_path, config, renderer):
+    prompts = tmp_path / "prompts"
+    shutil.copytree(config.prompts_dir, prompts)
+    with open(prompts / "sections.yaml", "a") as f:
+        f.write("\nrisks:\n  label: Risks\n  list: bullets\n  min_items: 2\n  max_items: 4\n"
+                "  item: 100\n  max_prompt_tokens: 3000\n  max_completion_tokens: 300\n")
+    with pytest.raises(ConfigError, match="risks.j2"):
+        load_specs(prompts)
+    (prompts / "risks.j2").write_text((prompts / "current_state.j2").read_text())
+    specs = load_specs(prompts)
+    assert list(specs)[-1] == "risks"
+    assert specs["risks"].json_schema()["properties"]["bullets"]["maxItems"] == 4
