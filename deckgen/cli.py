@@ -17,7 +17,7 @@ from deckgen.config import ROUTES, Config
 from deckgen.deck import DeckContent, Generator, SectionResult, generate_deck
 from deckgen.errors import DeckgenError
 from deckgen.examples import load_cases
-from deckgen.llm.router import Models
+from deckgen.llm.router import Router
 from deckgen.prompts import PromptRenderer
 from deckgen.sections import SectionSpec, load_specs, pick_sections
 from deckgen.writers.pptx import write_pptx
@@ -56,11 +56,15 @@ class ProgressPrinter:
 
 
 def table(deck: DeckContent) -> str:
-    head = ("section", "route", "model", "prompt tok", "completion tok", "seconds")
+    head = ("section", "route", "model", "prompt tok", "completion tok", "seconds",
+            "retries", "waited s")
     rows = [(s.section, s.route, s.model, str(s.prompt_tokens), str(s.completion_tokens),
-             f"{s.seconds:.2f}") for s in deck.sections]
+             f"{s.seconds:.2f}", str(s.retries), f"{s.wait_seconds:.2f}")
+            for s in deck.sections]
     rows.append(("deck", "", "", str(sum(s.prompt_tokens for s in deck.sections)),
-                 str(sum(s.completion_tokens for s in deck.sections)), f"{deck.seconds:.2f}"))
+                 str(sum(s.completion_tokens for s in deck.sections)), f"{deck.seconds:.2f}",
+                 str(sum(s.retries for s in deck.sections)),
+                 f"{sum(s.wait_seconds for s in deck.sections):.2f}"))
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
@@ -81,20 +85,22 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
     chosen = pick_sections(specs, wanted)
     out = args.out or Path("out") / f"{Path(source).stem if source != 'stdin' else 'deck'}.pptx"
-    models = Models(config)
+    router = Router.from_config(config)
     try:
         route = args.route or config.route
-        print(f"deckgen: {brief.client}: {len(chosen)} sections on route "
-              f"{models.resolve(route)}", file=sys.stderr, flush=True)
+        first = router.resolve(route)
+        print(f"deckgen: {brief.client}: {len(chosen)} sections, route {route} "
+              f"(starting on {first})", file=sys.stderr, flush=True)
         started = time.monotonic()
         gen = Generator(specs, load_cases(config.examples_dir, specs),
-                        PromptRenderer(config.prompts_dir), models.route_for(route),
+                        PromptRenderer(config.prompts_dir), router,
                         temperature=config.temperature)
-        models.route(route)  # start the route (and the local server) before the clock runs
+        router.route(first)  # start the route (and the local server) before the clock runs
         print(f"  model ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
-        deck = generate_deck(gen, brief, chosen, on_progress=ProgressPrinter(len(chosen)))
+        deck = generate_deck(gen, brief, chosen, route,
+                             on_progress=ProgressPrinter(len(chosen)))
     finally:
-        models.close()
+        router.close()
     report = write_pptx(deck, out, args.template)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

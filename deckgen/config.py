@@ -14,6 +14,51 @@ from deckgen.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTES = ("local", "self-hosted", "openai", "auto")
+MODEL_ROUTES = ("self-hosted", "openai", "local")
+
+
+@dataclass(frozen=True)
+class RouteLimits:
+    """Client-side pacing for one route; None means no limit."""
+
+    rpm: int | None
+    tpm: int | None
+    concurrency: int
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    deadline: float = 120.0  # seconds a section may spend retrying on one route
+    server_retries: int = 2  # retries of 5xx / timeouts / refused connections
+    backoff_initial: float = 0.5
+    backoff_max: float = 20.0
+    breaker_failures: int = 3  # consecutive failures that open a route's circuit
+    breaker_cooldown: float = 30.0
+    quota_cooldown: float = 300.0  # how long an out-of-quota route is skipped
+
+
+DEFAULT_LIMITS = {
+    # OpenAI's published tier-1 limits for GPT-4o; raise them to your organisation's tier.
+    "openai": RouteLimits(rpm=500, tpm=30000, concurrency=8),
+    "self-hosted": RouteLimits(rpm=None, tpm=None, concurrency=16),
+    # llama.cpp's server runs one request at a time; two keeps the next one queued.
+    "local": RouteLimits(rpm=None, tpm=None, concurrency=2),
+}
+
+
+def parse_route_table(raw: str) -> dict[str, tuple[str, ...]]:
+    """`stakeholders=openai,self-hosted;data=self-hosted` -> per-section route order."""
+    table: dict[str, tuple[str, ...]] = {}
+    for entry in filter(None, (e.strip() for e in raw.split(";"))):
+        section, sep, routes = entry.partition("=")
+        names = tuple(r.strip() for r in routes.split(",") if r.strip())
+        bad = [r for r in names if r not in MODEL_ROUTES]
+        if not sep or not section.strip() or not names or bad:
+            raise ConfigError(
+                f"DECKGEN_ROUTE_TABLE entry {entry!r} must look like section=route[,route] "
+                f"with routes from {', '.join(MODEL_ROUTES)}")
+        table[section.strip()] = names
+    return table
 
 
 def bundled_gguf() -> Path | None:
@@ -31,7 +76,7 @@ def bundled_gguf() -> Path | None:
     return None
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -39,8 +84,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
@@ -76,6 +121,9 @@ class Config:
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o"
     openai_context: int = 128000
+    retry: RetryPolicy = RetryPolicy()
+    limits: dict[str, RouteLimits] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    route_table: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -102,4 +150,27 @@ class Config:
             openai_base_url=env.get("OPENAI_BASE_URL") or None,
             openai_model=env.get("DECKGEN_OPENAI_MODEL") or "gpt-4o",
             openai_context=_int(env, "DECKGEN_OPENAI_CONTEXT", 128000),
+            retry=RetryPolicy(
+                deadline=_float(env, "DECKGEN_RETRY_DEADLINE", 120.0),
+                server_retries=_int(env, "DECKGEN_SERVER_RETRIES", 2, minimum=0),
+                breaker_failures=_int(env, "DECKGEN_BREAKER_FAILURES", 3),
+                breaker_cooldown=_float(env, "DECKGEN_BREAKER_COOLDOWN", 30.0),
+                quota_cooldown=_float(env, "DECKGEN_QUOTA_COOLDOWN", 300.0),
+            ),
+            limits={name: _limits(env, name) for name in MODEL_ROUTES},
+            route_table=parse_route_table(env.get("DECKGEN_ROUTE_TABLE", "")),
         )
+
+
+def _limits(env: Mapping[str, str], route: str) -> RouteLimits:
+    prefix = "DECKGEN_" + route.upper().replace("-", "_")
+    default = DEFAULT_LIMITS[route]
+
+    def optional(name: str, value: int | None) -> int | None:
+        raw = env.get(f"{prefix}_{name}")
+        if raw in ("0", "none", "off"):
+            return None
+        return _int(env, f"{prefix}_{name}", 1) if raw else value
+
+    return RouteLimits(optional("RPM", default.rpm), optional("TPM", default.tpm),
+                       _int(env, f"{prefix}_CONCURRENCY", default.concurrency))

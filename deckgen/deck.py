@@ -15,9 +15,10 @@ from typing import Any
 
 from deckgen.brief import Brief
 from deckgen.budget import fit_budget
-from deckgen.errors import DeckgenError, OutputError
+from deckgen.errors import DeckgenError, ModelError, OutputError
 from deckgen.examples import Case, select_examples
-from deckgen.llm.client import ModelRoute
+from deckgen.llm.client import ContextOverflow, QuotaExhausted, RateLimited, Transient
+from deckgen.llm.router import CallStats, Router, Unavailable
 from deckgen.prompts import PromptRenderer
 from deckgen.sections import SectionSpec, parse_output
 
@@ -37,6 +38,10 @@ class SectionResult:
     budget: int = 0
     seconds: float = 0.0
     attempts: int = 0
+    retries: int = 0
+    wait_seconds: float = 0.0
+    failovers: list[dict[str, str]] = field(default_factory=list)
+    overflow_refits: int = 0
     repaired: bool = False
     examples_used: list[str] = field(default_factory=list)
     examples_dropped: list[str] = field(default_factory=list)
@@ -73,73 +78,103 @@ class Generator:
     specs: dict[str, SectionSpec]
     cases: list[Case]
     renderer: PromptRenderer
-    route_for: Callable[[SectionSpec], ModelRoute]
+    router: Router
     temperature: float = 0.3
     clock: Callable[[], float] = time.monotonic
 
 
 Progress = Callable[[str, SectionSpec, SectionResult | None], None]
+# Errors after which the next route in the plan is tried.
+FAILOVER = (Transient, RateLimited, QuotaExhausted, Unavailable)
+OVERFLOW_SHRINK = 0.75  # budget factor for the one re-fit after a context overflow
 
 
-def generate_section(gen: Generator, spec: SectionSpec, brief: Brief,
+def generate_section(gen: Generator, spec: SectionSpec, brief: Brief, route: str = "auto",
                      exclude_case: str | None = None) -> SectionResult:
+    """One section, trying the plan's routes in order until one serves it."""
     start = gen.clock()
     result = SectionResult(spec.name, spec.label)
+    stats = CallStats()
     try:
-        route = gen.route_for(spec)
-        result.route, result.model = route.name, route.model
-        scored = select_examples(brief, gen.cases, spec.name, exclude=exclude_case)
-        examples = [s.case for s in scored]
-        budget = min(spec.max_prompt_tokens, route.context - spec.max_completion_tokens)
-
-        def render(ex: list[Case], b: Brief) -> list[dict[str, str]]:
-            return gen.renderer.render_prompt(spec, b, ex)
-
-        fit = fit_budget(render, brief, examples, route.counter, budget)
-        result.budget, result.counted_prompt_tokens = budget, fit.prompt_tokens
-        result.examples_used, result.examples_dropped = fit.examples_used, fit.examples_dropped
-        result.notes_trimmed_chars = fit.notes_trimmed_chars
-        schema = spec.json_schema()
-
-        def ask(messages: list[dict[str, str]]) -> str:
-            answer = route.complete(messages, section=spec.name, schema=schema,
-                                    max_tokens=spec.max_completion_tokens,
-                                    temperature=gen.temperature)
-            result.attempts += 1
-            result.model = answer.model
-            result.prompt_tokens += answer.prompt_tokens
-            result.completion_tokens += answer.completion_tokens
-            return answer.text
-
-        text = ask(fit.messages)
-        content, problems = parse_output(spec, text)
-        if content is None:
-            # One repair turn. It must fit the same budget, so it is fitted like the first
-            # prompt: the examples give way before the answer being repaired does.
-            repair = gen.renderer.render_repair(spec, text, problems)
-
-            def render_repair(ex: list[Case], b: Brief) -> list[dict[str, str]]:
-                return render(ex, b) + repair
-
-            refit = fit_budget(render_repair, brief, examples, route.counter, budget)
-            result.repaired = True
-            text = ask(refit.messages)
-            content, problems = parse_output(spec, text)
-            if content is None:
-                raise OutputError(
-                    f"the {spec.name} section's answer did not match its format after one "
-                    f"repair: {problems[0]}",
-                    details={"problems": problems, "answer": text[:2000]},
-                )
-        result.content = content
-        result.lines = spec.lines(content)
+        plan = gen.router.plan(spec.name, route)
+        for i, name in enumerate(plan):
+            try:
+                _run_on_route(gen, spec, brief, name, exclude_case, result, stats)
+                break
+            except FAILOVER as exc:
+                result.failovers.append({"route": name, "code": exc.code,
+                                         "message": exc.message})
+                if i == len(plan) - 1:
+                    tried = "; ".join(f"{f['route']}: {f['message']}" for f in result.failovers)
+                    raise ModelError(f"no route could serve {spec.name}: {tried}") from exc
     except DeckgenError as exc:
         result.status, result.error = "failed", exc.to_dict()
+        result.content, result.lines = None, []
+    result.attempts, result.retries = stats.attempts, stats.retries
+    result.wait_seconds = round(stats.wait_seconds, 3)
     result.seconds = round(gen.clock() - start, 3)
     return result
 
 
-def generate_deck(gen: Generator, brief: Brief, specs: list[SectionSpec],
+def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
+                  exclude_case: str | None, result: SectionResult, stats: CallStats) -> None:
+    route = gen.router.route(name)
+    result.route, result.model = route.name, route.model
+    examples = [s.case for s in select_examples(brief, gen.cases, spec.name,
+                                                exclude=exclude_case)]
+    budget = min(spec.max_prompt_tokens, route.context - spec.max_completion_tokens)
+    schema = spec.json_schema()
+
+    def render(ex: list[Case], b: Brief) -> list[dict[str, str]]:
+        return gen.renderer.render_prompt(spec, b, ex)
+
+    def ask(render_fn: Callable[[list[Case], Brief], list[dict[str, str]]]) -> str:
+        nonlocal budget
+        fit = fit_budget(render_fn, brief, examples, route.counter, budget)
+        result.budget, result.counted_prompt_tokens = budget, fit.prompt_tokens
+        result.examples_used, result.examples_dropped = fit.examples_used, fit.examples_dropped
+        result.notes_trimmed_chars = fit.notes_trimmed_chars
+        try:
+            answer = gen.router.complete(
+                name, fit.messages, section=spec.name, schema=schema,
+                max_tokens=spec.max_completion_tokens, temperature=gen.temperature,
+                prompt_tokens=fit.prompt_tokens, stats=stats)
+        except ContextOverflow:
+            # Never expected (counts are exact), so re-fit once with a smaller budget; a
+            # second overflow propagates and fails the section.
+            budget = int(budget * OVERFLOW_SHRINK)
+            result.overflow_refits += 1
+            fit = fit_budget(render_fn, brief, examples, route.counter, budget)
+            result.budget, result.counted_prompt_tokens = budget, fit.prompt_tokens
+            answer = gen.router.complete(
+                name, fit.messages, section=spec.name, schema=schema,
+                max_tokens=spec.max_completion_tokens, temperature=gen.temperature,
+                prompt_tokens=fit.prompt_tokens, stats=stats)
+        result.model = answer.model
+        result.prompt_tokens += answer.prompt_tokens
+        result.completion_tokens += answer.completion_tokens
+        return answer.text
+
+    text = ask(render)
+    content, problems = parse_output(spec, text)
+    if content is None:
+        # One repair turn. It must fit the same budget, so it is fitted like the first
+        # prompt: the examples give way before the answer being repaired does.
+        repair = gen.renderer.render_repair(spec, text, problems)
+        result.repaired = True
+        text = ask(lambda ex, b: render(ex, b) + repair)
+        content, problems = parse_output(spec, text)
+        if content is None:
+            raise OutputError(
+                f"the {spec.name} section's answer did not match its format after one "
+                f"repair: {problems[0]}",
+                details={"problems": problems, "answer": text[:2000]},
+            )
+    result.content = content
+    result.lines = spec.lines(content)
+
+
+def generate_deck(gen: Generator, brief: Brief, specs: list[SectionSpec], route: str = "auto",
                   on_progress: Progress | None = None,
                   exclude_case: str | None = None) -> DeckContent:
     """Every section at once: a deck takes about as long as its slowest section."""
@@ -148,7 +183,7 @@ def generate_deck(gen: Generator, brief: Brief, specs: list[SectionSpec],
     def one(spec: SectionSpec) -> SectionResult:
         if on_progress:
             on_progress("started", spec, None)
-        result = generate_section(gen, spec, brief, exclude_case)
+        result = generate_section(gen, spec, brief, route, exclude_case)
         if on_progress:
             on_progress("finished", spec, result)
         return result

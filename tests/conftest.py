@@ -11,11 +11,12 @@ import pytest
 from openai import OpenAI
 
 from deckgen.budget import TiktokenCounter
-from deckgen.config import Config
+from deckgen.config import Config, RetryPolicy
 from deckgen.deck import Generator
 from deckgen.examples import load_cases
 from deckgen.llm.client import ModelRoute
 from deckgen.llm.local import LocalServer
+from deckgen.llm.router import Router
 from deckgen.prompts import PromptRenderer
 from deckgen.sections import load_specs
 from tests.fake_openai import FakeOpenAI
@@ -59,8 +60,14 @@ def fake_route(fake_openai) -> ModelRoute:
 
 
 @pytest.fixture
-def fake_generator(specs, cases, renderer, fake_route) -> Generator:
-    return Generator(specs, cases, renderer, lambda spec: fake_route, temperature=0.0)
+def fake_router(fake_route) -> Router:
+    return Router(lambda name: fake_route, ["self-hosted"],
+                  RetryPolicy(deadline=5, backoff_initial=0.01, backoff_max=0.05))
+
+
+@pytest.fixture
+def fake_generator(specs, cases, renderer, fake_router) -> Generator:
+    return Generator(specs, cases, renderer, fake_router, temperature=0.0)
 
 
 @pytest.fixture(scope="session")

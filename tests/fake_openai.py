@@ -34,6 +34,7 @@ def instance_of(schema: dict[str, Any], label: str = "x") -> Any:
 class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.times: list[float] = []  # time.monotonic() of each request's arrival
         self.script: dict[str | None, deque[Any]] = defaultdict(deque)
         self.lock = threading.Lock()
         self.in_flight = 0
@@ -79,6 +80,7 @@ class FakeOpenAI:
             return _error(400, "invalid_request_error", problems)
         with self.lock:
             self.requests.append(body)
+            self.times.append(time.monotonic())
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

@@ -71,8 +71,9 @@ def test_a_section_that_stays_invalid_fails_alone(fake_generator, fake_openai, s
 
 def test_a_server_error_fails_the_section_with_a_clear_message(fake_generator, fake_openai,
                                                                specs):
-    fake_openai.reply("skills", {"status": 500, "code": "server_error", "message": "boom"})
+    fake_openai.reply("skills", *[{"status": 500, "code": "server_error", "message": "boom"}] * 3)
     result = generate_section(fake_generator, specs["skills"], BRIEF)
     assert result.status == "failed"
     assert result.error["code"] == "model_error"
-    assert "HTTP 500" in result.error["message"]
+    assert "no route could serve skills" in result.error["message"]
+    assert "HTTP 500" in result.error["message"] and "boom" in result.error["message"]

@@ -8,6 +8,7 @@ from deckgen.deck import Generator, generate_section
 from deckgen.examples import select_examples
 from deckgen.llm.client import ModelRoute
 from deckgen.llm.local import LlamaCounter
+from deckgen.llm.router import Router
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,8 @@ def test_token_count_matches_what_the_server_counts(local_route, counter, render
 
 
 def test_a_section_from_the_real_model_matches_its_schema(local_route, specs, cases, renderer):
-    gen = Generator(specs, cases, renderer, lambda spec: local_route, temperature=0.2)
+    router = Router(lambda name: local_route, ["local"])
+    gen = Generator(specs, cases, renderer, router, temperature=0.2)
     spec = specs["stakeholders"]
     result = generate_section(gen, spec, BRIEF)
     assert result.status == "ok", result.error

