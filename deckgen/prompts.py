@@ -2,7 +2,8 @@
 
 A template defines two macros, `system(spec)` and `user(brief, spec)`. The messages are the
 system part, then each few-shot case as a user turn (its brief) and an assistant turn (its
-finished section as JSON), then the user turn for the brief at hand."""
+finished section as JSON), then the user turn for the brief at hand: the static part first,
+the brief last."""
 
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ class PromptRenderer:
     def render_prompt(self, spec: SectionSpec, brief: Brief, examples: list[Case]) -> list[Message]:
         module = self._module(f"{spec.name}.j2")
         messages = [{"role": "system", "content": str(module.system(spec)).strip()}]
-        for case in examples:
+        # Similarity chose the cases; they are shown in a stable (id) order, so decks whose
+        # selection agrees share a longer prompt prefix for vLLM's and OpenAI's prompt caches.
+        for case in sorted(examples, key=lambda c: c.id):
             messages.append({"role": "user", "content": str(module.user(case.brief, spec)).strip()})
             answer = json.dumps(case.sections[spec.name], ensure_ascii=False)
             messages.append({"role": "assistant", "content": answer})

@@ -59,3 +59,19 @@ def test_a_section_from_the_real_model_matches_its_schema(local_route, specs, ca
     assert spec.min_items <= len(people) <= spec.max_items
     assert all(len(p["cares_about"]) <= 100 for p in people)
     assert len(result.lines) == len(people)
+
+
+def test_a_dead_self_hosted_route_fails_over_to_the_real_local_model(
+        local_route, specs, cases, renderer, fake_openai):
+    from deckgen.config import RetryPolicy
+    from tests.test_router import DOWN, route
+
+    fake_openai.reply(None, *[DOWN] * 3)
+    routes = {"self-hosted": route("self-hosted", fake_openai), "local": local_route}
+    router = Router(lambda name: routes[name], ["self-hosted", "local"],
+                    RetryPolicy(server_retries=1, backoff_initial=0.01, backoff_max=0.02))
+    gen = Generator(specs, cases, renderer, router, temperature=0.2)
+    result = generate_section(gen, specs["current_state"], BRIEF)
+    assert result.route == "local" and result.status == "ok", result.error
+    assert [f["route"] for f in result.failovers] == ["self-hosted"]
+    assert len(fake_openai.requests) == 2
