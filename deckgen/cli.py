@@ -15,12 +15,17 @@ from pathlib import Path
 from deckgen.brief import load_brief
 from deckgen.config import ROUTES, Config
 from deckgen.deck import DeckContent, Generator, SectionResult, generate_deck
-from deckgen.errors import DeckgenError
+from deckgen.errors import ConfigError, DeckgenError
 from deckgen.examples import load_cases
 from deckgen.llm.router import Router
 from deckgen.prompts import PromptRenderer
 from deckgen.sections import SectionSpec, load_specs, pick_sections
 from deckgen.writers.pptx import write_pptx
+from deckgen.writers.slides import (
+    SlidesWriter,
+    service_account_credentials,
+    user_credentials,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="write a deck's sections from a brief")
     gen.add_argument("brief", type=Path, help="the brief, a JSON file ('-' for stdin)")
     gen.add_argument("--out", type=Path, help="the .pptx to write (default out/<brief>.pptx)")
-    gen.add_argument("--template", type=Path, help="a .pptx template marked with {{tokens}}")
+    gen.add_argument("--pptx-template", type=Path,
+                     help="a .pptx template marked with {{tokens}} (default: the built-in one)")
+    gen.add_argument("--presentation", metavar="ID",
+                     help="fill this Google Slides deck instead of writing a .pptx")
+    gen.add_argument("--template", metavar="ID",
+                     help="copy this Google Slides template first (with --title), then fill")
+    gen.add_argument("--title", help="the title of the deck copied from --template")
+    gen.add_argument("--keep-edits", action="store_true",
+                     help="leave alone sections a person edited in the deck since the last fill")
     gen.add_argument("--sections", help="comma-separated sections (default: all)")
     gen.add_argument("--route", choices=ROUTES, help="which model serves the sections "
                      "(default DECKGEN_ROUTE or auto)")
@@ -85,6 +98,15 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
     chosen = pick_sections(specs, wanted)
     out = args.out or Path("out") / f"{Path(source).stem if source != 'stdin' else 'deck'}.pptx"
+    writer, presentation = None, args.presentation
+    if args.template and not args.title:
+        raise ConfigError("--template needs --title for the new deck")
+    if args.presentation or args.template:
+        writer = slides_writer(config)
+        if args.template:
+            presentation = writer.copy_template(args.template, args.title)
+            print(f"  copied {args.template} to {presentation}", file=sys.stderr)
+        writer.read(presentation)  # fail on access before spending model time
     router = Router.from_config(config)
     try:
         route = args.route or config.route
@@ -101,15 +123,33 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
                              on_progress=ProgressPrinter(len(chosen)))
     finally:
         router.close()
-    report = write_pptx(deck, out, args.template)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(deck.to_dict(), indent=2, ensure_ascii=False))
     print(table(deck))
-    for warning in report.warnings:
+    if writer is not None:
+        slides = writer.write(presentation, deck, keep_edits=args.keep_edits)
+        warnings, where = slides.warnings, slides.url
+    else:
+        report = write_pptx(deck, out, args.pptx_template)
+        warnings, where = report.warnings, str(out)
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"wrote {out}")
+    print(f"wrote {where}")
     return 0 if deck.ok else 1
+
+
+def slides_writer(config: Config) -> SlidesWriter:
+    if config.google_token:
+        credentials = user_credentials(config.google_token)
+    elif config.google_credentials_file:
+        credentials = service_account_credentials(config.google_credentials_file)
+    else:
+        raise ConfigError("to write into Google Slides set DECKGEN_GOOGLE_TOKEN (a user's OAuth "
+                          "access token) or GOOGLE_APPLICATION_CREDENTIALS (a service account "
+                          "key file)")
+    return SlidesWriter(credentials, slides_endpoint=config.google_slides_endpoint,
+                        drive_endpoint=config.google_drive_endpoint)
 
 
 def main(argv: list[str] | None = None) -> int:

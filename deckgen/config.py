@@ -121,6 +121,11 @@ class Config:
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o"
     openai_context: int = 128000
+    # Google Slides / Drive
+    google_slides_endpoint: str | None = None
+    google_drive_endpoint: str | None = None
+    google_credentials_file: str | None = None
+    google_token: str | None = None
     retry: RetryPolicy = RetryPolicy()
     limits: dict[str, RouteLimits] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     route_table: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -150,6 +155,10 @@ class Config:
             openai_base_url=env.get("OPENAI_BASE_URL") or None,
             openai_model=env.get("DECKGEN_OPENAI_MODEL") or "gpt-4o",
             openai_context=_int(env, "DECKGEN_OPENAI_CONTEXT", 128000),
+            google_slides_endpoint=env.get("DECKGEN_GOOGLE_API_ENDPOINT") or None,
+            google_drive_endpoint=env.get("DECKGEN_DRIVE_API_ENDPOINT") or None,
+            google_credentials_file=env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
+            google_token=env.get("DECKGEN_GOOGLE_TOKEN") or None,
             retry=RetryPolicy(
                 deadline=_float(env, "DECKGEN_RETRY_DEADLINE", 120.0),
                 server_retries=_int(env, "DECKGEN_SERVER_RETRIES", 2, minimum=0),

@@ -30,6 +30,7 @@ class SectionResult:
     status: str = "ok"  # ok | failed
     content: dict[str, Any] | None = None
     lines: list[str] = field(default_factory=list)
+    leads: list[int] = field(default_factory=list)  # bold label length per line
     route: str = ""
     model: str = ""
     prompt_tokens: int = 0
@@ -172,6 +173,7 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
             )
     result.content = content
     result.lines = spec.lines(content)
+    result.leads = spec.leads(content)
 
 
 def generate_deck(gen: Generator, brief: Brief, specs: list[SectionSpec], route: str = "auto",

@@ -68,6 +68,15 @@ class SectionSpec:
         return [self.line.format(**item) for item in items]
 
 
+    def leads(self, content: dict[str, Any]) -> list[int]:
+        """For object items, how many leading characters of each line are its label (the
+        text before the last field, e.g. "Ana Ruiz, COO:"), which writers set in bold."""
+        if not self.item_fields:
+            return [0] * len(content.get(self.list_key, []))
+        head = self.line.rsplit("{", 1)[0]
+        return [len(head.format(**item).rstrip()) for item in content.get(self.list_key, [])]
+
+
 def _spec(name: str, raw: dict[str, Any]) -> SectionSpec:
     try:
         item = raw["item"]

@@ -21,7 +21,7 @@ def deck_of(specs, failed=()):
             {f: f"{spec.name} {f} {i}" for f in spec.item_fields} if spec.item_fields
             else f"{spec.name} point {i}" for i in range(spec.min_items)]}
         results.append(SectionResult(spec.name, spec.label, content=content,
-                                     lines=spec.lines(content)))
+                                     lines=spec.lines(content), leads=spec.leads(content)))
     return DeckContent(BRIEF, results, 0.0)
 
 
@@ -57,6 +57,17 @@ def test_each_item_keeps_the_template_bullet_and_font(tmp_path, specs):
         assert p.runs[0].font.size == Pt(18) and p.runs[0].font.name == "Arial"
 
 
+def test_object_items_get_their_label_in_bold(tmp_path, specs):
+    out = tmp_path / "deck.pptx"
+    write_pptx(deck_of(specs), out)
+    slide = Presentation(str(out)).slides[len(specs)]  # stakeholders
+    body = max((s for s in slide.shapes if s.has_text_frame),
+               key=lambda s: len(s.text_frame.paragraphs))
+    first = body.text_frame.paragraphs[0]
+    assert first.runs[0].font.bold is True and not first.runs[1].font.bold
+    assert first.runs[0].text == "stakeholders name 0, stakeholders role 0:"
+
+
 def own_template(path, marks):
     prs = Presentation()
     slide = prs.slides.add_slide(prs.slide_layouts[6])
@@ -77,8 +88,9 @@ def test_a_users_template_keeps_its_fonts_and_unmarked_sections_warn(tmp_path, s
     assert len(report.warnings) == 4 and "{{data}}" in " ".join(report.warnings)
     shapes = Presentation(str(tmp_path / "out.pptx")).slides[0].shapes
     assert shapes[0].text_frame.text == "Prepared for Harbor Logistics by us"
-    runs = [p.runs[0] for p in shapes[1].text_frame.paragraphs]
-    assert [r.text for r in runs] == deck_of(specs).section("skills").lines
+    paragraphs = shapes[1].text_frame.paragraphs
+    assert [p.text for p in paragraphs] == deck_of(specs).section("skills").lines
+    runs = [r for p in paragraphs for r in p.runs]
     assert all(r.font.name == "Georgia" and r.font.italic and r.font.size == Pt(13)
                for r in runs)
 

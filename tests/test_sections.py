@@ -54,6 +54,8 @@ def test_object_items_become_slide_lines(specs):
     content = {"title": "Who", "people": [
         {"name": "Ana Ruiz", "role": "COO", "cares_about": "On-time delivery"}]}
     assert spec.lines(content) == ["Ana Ruiz, COO: On-time delivery"]
+    assert spec.leads(content) == [len("Ana Ruiz, COO:")]
+    assert specs["current_state"].leads({"bullets": ["a", "b"]}) == [0, 0]
 
 
 def test_unknown_sections_are_named(specs):

@@ -39,9 +39,9 @@ class WriteReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def _replace_frame(frame: TextFrame, lines: list[str]) -> None:
+def _replace_frame(frame: TextFrame, lines: list[str], leads: list[int] | None = None) -> None:
     """Replace all text in the frame with `lines`, one paragraph each, in the first
-    paragraph's and first run's style."""
+    paragraph's and first run's style; the first `leads[i]` characters of line i in bold."""
     paragraphs = frame.paragraphs
     first = paragraphs[0]._p
     ppr = first.find(f"{{{A}}}pPr")
@@ -52,6 +52,7 @@ def _replace_frame(frame: TextFrame, lines: list[str]) -> None:
     for r in list(first):
         if r.tag.endswith("}r") or r.tag.endswith("}br") or r.tag.endswith("}fld"):
             first.remove(r)
+    leads = leads or [0] * len(lines)
     for i, line in enumerate(lines or [""]):
         if i == 0:
             para = paragraphs[0]
@@ -59,10 +60,15 @@ def _replace_frame(frame: TextFrame, lines: list[str]) -> None:
             para = frame.add_paragraph()
             if ppr is not None:
                 para._p.insert(0, copy.deepcopy(ppr))
-        run = para.add_run()
-        run.text = line
-        if rpr is not None:
-            run._r.replace(run._r.get_or_add_rPr(), copy.deepcopy(rpr))
+        lead = leads[i] if i < len(leads) else 0
+        pieces = [(line[:lead], True), (line[lead:], False)] if lead else [(line, False)]
+        for text, bold in pieces:
+            run = para.add_run()
+            run.text = text
+            if rpr is not None:
+                run._r.replace(run._r.get_or_add_rPr(), copy.deepcopy(rpr))
+            if bold:
+                run.font.bold = True
 
 
 def _frame_text(frame: TextFrame) -> str:
@@ -99,7 +105,10 @@ def write_pptx(deck: DeckContent, out: Path, template: Path | None = None) -> Wr
                 result = results.get(name)
                 if result is None or result.content is None:
                     continue  # not asked for, or failed: the token stays visible
-                _replace_frame(frame, [result.title] if part else result.lines)
+                if part:
+                    _replace_frame(frame, [result.title])
+                else:
+                    _replace_frame(frame, result.lines, result.leads)
                 if not part:
                     report.filled.append(name)
                 continue

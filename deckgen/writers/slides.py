@@ -1,0 +1,333 @@
+"""Writing DeckContent into a Google Slides deck: one read, one atomic batchUpdate.
+
+A section's box is found by its alt-text tag (`deckgen:current_state`, in the shape's
+description) or, on first fill, by a `{{current_state}}` token as its whole text; a
+token-marked box gets the tag, so every regeneration finds the same box even after its text
+was replaced. The tag also carries a fingerprint of the text deckgen wrote
+(`deckgen:current_state #1a2b3c4d5e6f`): when a request asks to keep edits, a box whose text
+no longer matches its fingerprint was edited by a person and is left alone.
+
+The deck is read once (`presentations.get` with a fields mask), the edits are planned, and
+sent as one `presentations.batchUpdate` with `writeControl.requiredRevisionId` from the read,
+so a deck is never half-written and a concurrent human edit is never overwritten blindly: on
+a revision conflict the deck is read and the edits re-planned (bounded)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+
+from deckgen.deck import DeckContent, SectionResult
+from deckgen.errors import DeckgenError, TemplateError
+
+SCOPES = ["https://www.googleapis.com/auth/presentations",
+          "https://www.googleapis.com/auth/drive"]
+FIELDS = ("presentationId,revisionId,title,slides(objectId,pageElements(objectId,title,"
+          "description,shape(shapeType,placeholder,text),elementGroup))")
+TAG = re.compile(r"^deckgen:([a-z_][a-z0-9_]*)(\.title)?(?:\s+#([0-9a-f]{12}))?\s*$")
+TOKEN = re.compile(r"^\{\{\s*([a-z_][a-z0-9_]*)(\.title)?\s*\}\}$")
+FACT = re.compile(r"\{\{\s*(client|industry|opportunity|date)\s*\}\}")
+BULLET_PRESET = "BULLET_DISC_CIRCLE_SQUARE"
+CONFLICT_RETRIES = 3
+HOW_TO_MARK = ("type {{{{{first}}}}} into the box for a section's text (or "
+               "{{{{{first}.title}}}} for its headline), or select the box and use Deck "
+               "generator > Mark selected box as section; the sections are {names}")
+
+
+class SlidesError(DeckgenError):
+    code = "google_error"
+    http_status = 502
+
+
+class DeckNotFound(SlidesError):
+    code = "deck_not_found"
+    http_status = 404
+
+
+class DeckAccessDenied(SlidesError):
+    code = "deck_access_denied"
+    http_status = 403
+
+
+class GoogleAuthError(SlidesError):
+    code = "google_auth_failed"
+    http_status = 401
+
+
+@dataclass
+class Target:
+    section: str
+    part: str  # "body" | "title"
+    object_id: str
+    text: str
+    elements: list[dict[str, Any]]
+    tagged: bool
+    fingerprint: str | None
+
+
+@dataclass
+class SlidesReport:
+    presentation_id: str
+    url: str
+    filled: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # sections a person edited, left alone
+    warnings: list[str] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    api_calls: int = 0
+    revision_id: str = ""
+    conflicts: int = 0
+
+
+def fingerprint(text: str) -> str:
+    return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()[:12]
+
+
+def deck_url(presentation_id: str) -> str:
+    return f"https://docs.google.com/presentation/d/{presentation_id}/edit"
+
+
+def _elements(page_elements: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for element in page_elements:
+        yield element
+        group = element.get("elementGroup")
+        if group:
+            yield from _elements(group.get("children", []))
+
+
+def _text_of(shape: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    elements = (shape.get("text") or {}).get("textElements", [])
+    text = "".join(e["textRun"].get("content", "") for e in elements if "textRun" in e)
+    return text, elements
+
+
+def find_targets(presentation: dict[str, Any]) -> tuple[list[Target], set[str]]:
+    """Every marked box, and the facts tokens ({{client}} ...) used anywhere."""
+    targets, facts = [], set()
+    for slide in presentation.get("slides", []):
+        for element in _elements(slide.get("pageElements", [])):
+            shape = element.get("shape")
+            if not shape:
+                continue
+            text, elements = _text_of(shape)
+            facts.update(FACT.findall(text))
+            tag = TAG.match(element.get("description") or "")
+            token = TOKEN.match(text.strip())
+            if tag:
+                targets.append(Target(tag.group(1), "title" if tag.group(2) else "body",
+                                      element["objectId"], text, elements, True, tag.group(3)))
+            elif token and token.group(1) not in ("client", "industry", "opportunity", "date"):
+                targets.append(Target(token.group(1), "title" if token.group(2) else "body",
+                                      element["objectId"], text, elements, False, None))
+    return targets, facts
+
+
+def _first(elements: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return next((e[kind] for e in elements if kind in e), {})
+
+
+def _fields(style: dict[str, Any]) -> str:
+    return ",".join(sorted(style))
+
+
+def plan_edits(presentation: dict[str, Any], deck: DeckContent, keep_edits: bool = False
+               ) -> tuple[list[dict[str, Any]], SlidesReport]:
+    """The batchUpdate requests that put `deck` into `presentation`, and what they do."""
+    pid = presentation["presentationId"]
+    report = SlidesReport(pid, deck_url(pid), revision_id=presentation.get("revisionId", ""))
+    targets, facts = find_targets(presentation)
+    results = {s.section: s for s in deck.sections}
+    if not targets:
+        names = [s.section for s in deck.sections]
+        raise TemplateError(
+            f"the deck {presentation.get('title') or pid} has no section marks: "
+            + HOW_TO_MARK.format(first=names[0], names=", ".join(names)))
+    requests: list[dict[str, Any]] = []
+    marked = {t.section for t in targets}
+    for target in targets:
+        result = results.get(target.section)
+        if result is None or result.content is None:
+            continue
+        if keep_edits and target.tagged and target.fingerprint and \
+                fingerprint(target.text) != target.fingerprint:
+            report.kept.append(target.section)
+            report.warnings.append(f"{target.section} was edited in the deck since the last "
+                                   "fill; kept as the person left it")
+            continue
+        requests += _replace(target, result)
+        if target.part == "body" and target.section not in report.filled:
+            report.filled.append(target.section)
+    facts_values = {"client": deck.brief.client, "industry": deck.brief.industry,
+                    "opportunity": deck.brief.opportunity,
+                    "date": dt.date.today().strftime("%d %B %Y")}
+    for name in sorted(facts):
+        requests.append({"replaceAllText": {
+            "containsText": {"text": "{{" + name + "}}", "matchCase": True},
+            "replaceText": facts_values[name]}})
+    for result in deck.sections:
+        if result.section not in marked:
+            report.warnings.append(f"the deck has no box marked for {result.section}; skipped")
+        elif result.content is None:
+            report.warnings.append(f"{result.section} failed; its box was left as it was")
+    report.requests = requests
+    return requests, report
+
+
+def _replace(target: Target, result: SectionResult) -> list[dict[str, Any]]:
+    oid = target.object_id
+    lines = [result.title] if target.part == "title" else result.lines
+    leads = [0] if target.part == "title" else (result.leads or [0] * len(lines))
+    text = "\n".join(lines)
+    run_style = _first(target.elements, "textRun").get("style") or {}
+    marker = _first(target.elements, "paragraphMarker")
+    para_style = marker.get("style") or {}
+    everything = {"type": "ALL"}
+    out: list[dict[str, Any]] = []
+    if target.text:
+        out.append({"deleteText": {"objectId": oid, "textRange": everything}})
+    out.append({"insertText": {"objectId": oid, "insertionIndex": 0, "text": text}})
+    if run_style:
+        out.append({"updateTextStyle": {"objectId": oid, "textRange": everything,
+                                        "style": run_style, "fields": _fields(run_style)}})
+    if para_style:
+        out.append({"updateParagraphStyle": {"objectId": oid, "textRange": everything,
+                                             "style": para_style,
+                                             "fields": _fields(para_style)}})
+    if marker.get("bullet"):
+        out.append({"createParagraphBullets": {"objectId": oid, "textRange": everything,
+                                               "bulletPreset": BULLET_PRESET}})
+    start = 0
+    for line, lead in zip(lines, leads, strict=True):
+        if lead:
+            # Indices count UTF-16 code units, as the Slides API does.
+            begin = len(text[:start].encode("utf-16-le")) // 2
+            end = begin + len(line[:lead].encode("utf-16-le")) // 2
+            out.append({"updateTextStyle": {
+                "objectId": oid, "style": {"bold": True}, "fields": "bold",
+                "textRange": {"type": "FIXED_RANGE", "startIndex": begin, "endIndex": end}}})
+        start += len(line) + 1
+    part = ".title" if target.part == "title" else ""
+    out.append({"updatePageElementAltText": {
+        "objectId": oid, "description": f"deckgen:{target.section}{part} #{fingerprint(text)}"}})
+    return out
+
+
+def _google_error(exc: HttpError, what: str) -> DeckgenError:
+    status = int(exc.resp.status)
+    try:
+        message = json.loads(exc.content)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = exc.reason or str(status)
+    if status == 401:
+        return GoogleAuthError(f"Google refused the credentials for {what} (expired or revoked "
+                               f"token): sign in again or renew the token. ({message})")
+    if status == 403:
+        return DeckAccessDenied(f"no edit access to {what}: share it with the signed-in user "
+                                f"or the service account as an editor. ({message})")
+    if status == 404:
+        return DeckNotFound(f"{what} does not exist, or is not visible to these credentials. "
+                            f"({message})")
+    return SlidesError(f"Google answered HTTP {status} for {what}: {message}")
+
+
+def _is_conflict(exc: HttpError) -> bool:
+    return int(exc.resp.status) == 400 and b"revision" in (exc.content or b"").lower()
+
+
+class SlidesWriter:
+    """Fills decks through the Slides and Drive APIs with one set of credentials."""
+
+    def __init__(self, credentials: Any, *, slides_endpoint: str | None = None,
+                 drive_endpoint: str | None = None, retries: int = 4,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        def service(name: str, version: str, endpoint: str | None) -> Any:
+            options = {"api_endpoint": endpoint} if endpoint else None
+            return build(name, version, credentials=credentials, client_options=options,
+                         static_discovery=True, cache_discovery=False)
+
+        self.slides = service("slides", "v1", slides_endpoint)
+        self.drive = service("drive", "v3", drive_endpoint)
+        self.retries = retries
+        self.sleep = sleep
+        self.calls = 0
+
+    def _execute(self, request: Any, what: str) -> Any:
+        """Run one API call, retrying 429 and 5xx with exponential backoff."""
+        for attempt in range(self.retries + 1):
+            self.calls += 1
+            try:
+                return request.execute(num_retries=0)
+            except HttpError as exc:
+                status = int(exc.resp.status)
+                if (status == 429 or status >= 500) and attempt < self.retries:
+                    after = exc.resp.get("retry-after")
+                    self.sleep(max(float(after) if after else 0.0, 0.5 * 2 ** attempt))
+                    continue
+                if _is_conflict(exc):
+                    raise
+                raise _google_error(exc, what) from None
+        raise AssertionError("unreachable")
+
+    def copy_template(self, template_id: str, title: str) -> str:
+        """A new deck copied from a template (Drive files.copy); returns its id."""
+        copied = self._execute(
+            self.drive.files().copy(fileId=template_id, body={"name": title},
+                                    supportsAllDrives=True, fields="id,name"),
+            f"the template {template_id}")
+        return str(copied["id"])
+
+    def read(self, presentation_id: str) -> dict[str, Any]:
+        return dict(self._execute(
+            self.slides.presentations().get(presentationId=presentation_id, fields=FIELDS),
+            f"the deck {presentation_id}"))
+
+    def write(self, presentation_id: str, deck: DeckContent, keep_edits: bool = False
+              ) -> SlidesReport:
+        start_calls = self.calls
+        conflicts = 0
+        while True:
+            presentation = self.read(presentation_id)
+            requests, report = plan_edits(presentation, deck, keep_edits)
+            if not requests:
+                report.api_calls = self.calls - start_calls
+                return report
+            body = {"requests": requests,
+                    "writeControl": {"requiredRevisionId": presentation["revisionId"]}}
+            try:
+                reply = self._execute(self.slides.presentations().batchUpdate(
+                    presentationId=presentation_id, body=body), f"the deck {presentation_id}")
+            except HttpError as exc:  # only revision conflicts reach here
+                conflicts += 1
+                if conflicts > CONFLICT_RETRIES:
+                    raise SlidesError(
+                        f"the deck {presentation_id} kept changing while deckgen wrote to it "
+                        f"({conflicts} revision conflicts); try again when it is quiet") from exc
+                continue
+            report.revision_id = reply.get("writeControl", {}).get("requiredRevisionId", "")
+            report.conflicts = conflicts
+            report.api_calls = self.calls - start_calls
+            return report
+
+
+def user_credentials(access_token: str) -> Any:
+    """Act as the user, with the OAuth access token their Apps Script session passed."""
+    from google.oauth2.credentials import Credentials
+
+    return Credentials(token=access_token)
+
+
+def service_account_credentials(path: str) -> Any:
+    from google.oauth2 import service_account
+
+    try:
+        return service_account.Credentials.from_service_account_file(path, scopes=SCOPES)
+    except (OSError, ValueError) as exc:
+        raise GoogleAuthError(f"cannot load the service account key {path}: {exc}") from None
