@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 BRIEF ?= examples/briefs/harbor-logistics.json
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench template clean
+.PHONY: install demo test lint bench template serve clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/deckgen generate $(BRIEF) --out out/$(basename $(notdir $(BRIEF))).pptx
 
-test: $(STAMP)
+test: $(STAMP) appsscript/node_modules/.installed
+	cd appsscript && npm test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The Apps Script side: TypeScript checkJs against the Apps Script type definitions, and
+# node's own test runner with stand-ins for SlidesApp, UrlFetchApp and PropertiesService.
+appsscript/node_modules/.installed: appsscript/package.json appsscript/package-lock.json
+	cd appsscript && npm ci --no-audit --no-fund
+	touch $@
 
 lint: $(STAMP)
 	$(BIN)/ruff check deckgen tests scripts
@@ -30,5 +37,8 @@ lint: $(STAMP)
 template: $(STAMP)
 	$(BIN)/python scripts/make_default_template.py
 
+serve: $(STAMP)
+	$(BIN)/deckgen serve
+
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) out var build *.egg-info appsscript/node_modules

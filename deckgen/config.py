@@ -126,6 +126,16 @@ class Config:
     google_drive_endpoint: str | None = None
     google_credentials_file: str | None = None
     google_token: str | None = None
+    # service
+    database_url: str = str(ROOT / "var" / "deckgen.sqlite3")
+    output_dir: Path = ROOT / "var" / "decks"
+    workers: int = 2
+    job_stale_seconds: float = 60.0
+    max_request_bytes: int = 2 * 1024 * 1024
+    google_audience: str | None = None
+    allowed_domains: tuple[str, ...] = ()
+    google_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
+    slides_writes_per_minute: int = 60
     retry: RetryPolicy = RetryPolicy()
     limits: dict[str, RouteLimits] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     route_table: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -159,6 +169,17 @@ class Config:
             google_drive_endpoint=env.get("DECKGEN_DRIVE_API_ENDPOINT") or None,
             google_credentials_file=env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
             google_token=env.get("DECKGEN_GOOGLE_TOKEN") or None,
+            database_url=env.get("DECKGEN_DATABASE_URL") or str(ROOT / "var" / "deckgen.sqlite3"),
+            output_dir=Path(env.get("DECKGEN_OUTPUT_DIR") or ROOT / "var" / "decks"),
+            workers=_int(env, "DECKGEN_WORKERS", 2),
+            job_stale_seconds=_float(env, "DECKGEN_JOB_STALE_SECONDS", 60.0),
+            max_request_bytes=_int(env, "DECKGEN_MAX_REQUEST_BYTES", 2 * 1024 * 1024),
+            google_audience=env.get("DECKGEN_GOOGLE_AUDIENCE") or None,
+            allowed_domains=tuple(d.strip().lower() for d in
+                                  env.get("DECKGEN_ALLOWED_DOMAINS", "").split(",") if d.strip()),
+            google_certs_url=env.get("DECKGEN_GOOGLE_CERTS_URL")
+            or "https://www.googleapis.com/oauth2/v1/certs",
+            slides_writes_per_minute=_int(env, "DECKGEN_SLIDES_WRITES_PER_MINUTE", 60),
             retry=RetryPolicy(
                 deadline=_float(env, "DECKGEN_RETRY_DEADLINE", 120.0),
                 server_retries=_int(env, "DECKGEN_SERVER_RETRIES", 2, minimum=0),

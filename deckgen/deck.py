@@ -48,6 +48,8 @@ class SectionResult:
     examples_dropped: list[str] = field(default_factory=list)
     notes_trimmed_chars: int = 0
     error: dict[str, object] | None = None
+    # the last prompt sent, so any slide can be traced back to what made it
+    prompt_messages: list[dict[str, str]] = field(default_factory=list, repr=False)
 
     @property
     def title(self) -> str:
@@ -68,8 +70,12 @@ class DeckContent:
         return next((s for s in self.sections if s.section == name), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"brief": self.brief.to_dict(), "seconds": self.seconds,
-                "sections": [asdict(s) for s in self.sections]}
+        sections = []
+        for s in self.sections:
+            data = asdict(s)
+            data.pop("prompt_messages")
+            sections.append(data)
+        return {"brief": self.brief.to_dict(), "seconds": self.seconds, "sections": sections}
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,7 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
         result.budget, result.counted_prompt_tokens = budget, fit.prompt_tokens
         result.examples_used, result.examples_dropped = fit.examples_used, fit.examples_dropped
         result.notes_trimmed_chars = fit.notes_trimmed_chars
+        result.prompt_messages = fit.messages
         try:
             answer = gen.router.complete(
                 name, fit.messages, section=spec.name, schema=schema,
@@ -147,6 +154,7 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
             result.overflow_refits += 1
             fit = fit_budget(render_fn, brief, examples, route.counter, budget)
             result.budget, result.counted_prompt_tokens = budget, fit.prompt_tokens
+            result.prompt_messages = fit.messages
             answer = gen.router.complete(
                 name, fit.messages, section=spec.name, schema=schema,
                 max_tokens=spec.max_completion_tokens, temperature=gen.temperature,

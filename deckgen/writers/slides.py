@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.auth.exceptions import RefreshError
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
@@ -109,6 +110,28 @@ def _text_of(shape: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     return text, elements
 
 
+def _paragraphs(elements: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Text elements grouped by paragraph (a paragraphMarker opens one)."""
+    paragraphs: list[list[dict[str, Any]]] = []
+    for element in elements:
+        if "paragraphMarker" in element or not paragraphs:
+            paragraphs.append([])
+        paragraphs[-1].append(element)
+    return paragraphs
+
+
+def _token_paragraph(elements: list[dict[str, Any]]) -> tuple[re.Match[str] | None,
+                                                               list[dict[str, Any]]]:
+    """The first paragraph whose whole text is a section token, and its elements: the box
+    is that section's, in that paragraph's style (other paragraphs are template hints)."""
+    for paragraph in _paragraphs(elements):
+        text = "".join(e["textRun"].get("content", "") for e in paragraph if "textRun" in e)
+        token = TOKEN.match(text.strip())
+        if token and token.group(1) not in ("client", "industry", "opportunity", "date"):
+            return token, paragraph
+    return None, elements
+
+
 def find_targets(presentation: dict[str, Any]) -> tuple[list[Target], set[str]]:
     """Every marked box, and the facts tokens ({{client}} ...) used anywhere."""
     targets, facts = [], set()
@@ -120,13 +143,13 @@ def find_targets(presentation: dict[str, Any]) -> tuple[list[Target], set[str]]:
             text, elements = _text_of(shape)
             facts.update(FACT.findall(text))
             tag = TAG.match(element.get("description") or "")
-            token = TOKEN.match(text.strip())
+            token, paragraph = _token_paragraph(elements)
             if tag:
                 targets.append(Target(tag.group(1), "title" if tag.group(2) else "body",
                                       element["objectId"], text, elements, True, tag.group(3)))
-            elif token and token.group(1) not in ("client", "industry", "opportunity", "date"):
+            elif token:
                 targets.append(Target(token.group(1), "title" if token.group(2) else "body",
-                                      element["objectId"], text, elements, False, None))
+                                      element["objectId"], text, paragraph, False, None))
     return targets, facts
 
 
@@ -186,7 +209,13 @@ def _replace(target: Target, result: SectionResult) -> list[dict[str, Any]]:
     lines = [result.title] if target.part == "title" else result.lines
     leads = [0] if target.part == "title" else (result.leads or [0] * len(lines))
     text = "\n".join(lines)
-    run_style = _first(target.elements, "textRun").get("style") or {}
+    # The body's look is the last run of the first paragraph: on a box deckgen filled
+    # before, the first run is the bold label of the first item, not the body text.
+    first_paragraph = _paragraphs(target.elements)[0] if target.elements else []
+    runs = [e["textRun"] for e in first_paragraph if "textRun" in e]
+    run_style = dict(runs[-1].get("style") or {}) if runs else {}
+    if any(leads):
+        run_style["bold"] = bool(run_style.get("bold", False))  # labels are bolded below
     marker = _first(target.elements, "paragraphMarker")
     para_style = marker.get("style") or {}
     everything = {"type": "ALL"}
@@ -265,6 +294,10 @@ class SlidesWriter:
             self.calls += 1
             try:
                 return request.execute(num_retries=0)
+            except RefreshError as exc:
+                # google-auth answers a 401 by trying to refresh a token it cannot refresh
+                raise GoogleAuthError(f"Google refused the credentials for {what} (expired or "
+                                      f"revoked token): sign in again. ({exc})") from None
             except HttpError as exc:
                 status = int(exc.resp.status)
                 if (status == 429 or status >= 500) and attempt < self.retries:

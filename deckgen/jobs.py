@@ -1,0 +1,222 @@
+"""Running jobs: a pool of worker threads in the service process that takes queued jobs
+from the store, generates the deck, writes it, and records every generation.
+
+The store is the source of truth. A worker claims a job (atomically, never a deck another
+running job is writing), heart-beats while it runs, and finishes it; a process killed in
+the middle leaves its jobs `running` with a stale heartbeat, and the next start puts them
+back in the queue, so every job ends exactly once. Writing a deck is idempotent (it
+replaces tagged boxes), so running a job again is safe."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deckgen.brief import parse_brief
+from deckgen.deck import DeckContent, Generator, SectionResult, generate_deck
+from deckgen.errors import ConfigError, DeckgenError
+from deckgen.llm.limits import Pacer
+from deckgen.sections import SectionSpec, pick_sections
+from deckgen.store import Job, Store
+from deckgen.writers.pptx import write_pptx
+from deckgen.writers.slides import (
+    SlidesWriter,
+    deck_url,
+    service_account_credentials,
+    user_credentials,
+)
+
+log = logging.getLogger("deckgen.jobs")
+
+
+def initial_progress(specs: list[SectionSpec]) -> dict[str, Any]:
+    return {s.name: {"section": s.name, "state": "queued"} for s in specs}
+
+
+def section_progress(result: SectionResult) -> dict[str, Any]:
+    return {"section": result.section,
+            "state": "done" if result.status == "ok" else "failed",
+            "route": result.route, "model": result.model,
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "seconds": result.seconds, "retries": result.retries,
+            "failovers": len(result.failovers), "error": result.error}
+
+
+def brief_hash(brief: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(brief, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class SlidesAccess:
+    """Who writes to Google Slides: the caller's own OAuth token, else the service account.
+    Writes are paced per principal under Slides' 60 writes per minute per user."""
+
+    credentials_file: str | None
+    slides_endpoint: str | None
+    drive_endpoint: str | None
+    writes_per_minute: int = 60
+    _pacers: dict[str, Pacer] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def writer(self, user_token: str | None) -> SlidesWriter:
+        if user_token:
+            credentials = user_credentials(user_token)
+        elif self.credentials_file:
+            credentials = service_account_credentials(self.credentials_file)
+        else:
+            raise ConfigError("no Google credentials for this job: the caller sent no user "
+                              "token and GOOGLE_APPLICATION_CREDENTIALS is not set")
+        return SlidesWriter(credentials, slides_endpoint=self.slides_endpoint,
+                            drive_endpoint=self.drive_endpoint)
+
+    def pace(self, user_token: str | None) -> float:
+        """Wait for a write slot (one read + one write per deck counts as one write)."""
+        principal = hashlib.sha256((user_token or "service-account").encode()).hexdigest()
+        with self._lock:
+            pacer = self._pacers.setdefault(principal, Pacer(
+                self.writes_per_minute, None, 1_000_000, time.monotonic, time.sleep))
+        waited = pacer.acquire(0)
+        pacer.release()
+        return waited
+
+
+class JobRunner:
+    def __init__(self, store: Store, generator: Generator, slides: SlidesAccess,
+                 output_dir: Path, workers: int = 2, poll_seconds: float = 0.5,
+                 stale_after: float = 60.0, heartbeat_seconds: float = 5.0,
+                 on_finish: Callable[[Job, DeckContent | None], None] | None = None) -> None:
+        self.store, self.generator, self.slides = store, generator, slides
+        self.output_dir = output_dir
+        self.workers, self.poll_seconds = workers, poll_seconds
+        self.stale_after, self.heartbeat_seconds = stale_after, heartbeat_seconds
+        self.on_finish = on_finish
+        self.user_tokens: dict[str, str] = {}  # job id -> caller's OAuth token, memory only
+        self.worker_id = f"w-{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        requeued = self.store.requeue_stale(self.stale_after)
+        if requeued:
+            log.warning("requeued %d job(s) left running by a stopped worker", len(requeued))
+        for i in range(self.workers):
+            t = threading.Thread(target=self._loop, name=f"deckgen-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        sweeper = threading.Thread(target=self._sweep, name="deckgen-sweeper", daemon=True)
+        sweeper.start()
+        self._threads.append(sweeper)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+
+    def _sweep(self) -> None:
+        while not self._stop.wait(max(self.stale_after / 2, 0.5)):
+            try:
+                self.store.requeue_stale(self.stale_after)
+            except Exception:  # noqa: BLE001 - a sweep failure must not kill the sweeper
+                log.exception("requeue sweep failed")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self.store.claim_job(self.worker_id)
+            except Exception:  # noqa: BLE001 - the store may be briefly unreachable
+                log.exception("claiming a job failed")
+                job = None
+            if job is None:
+                self._stop.wait(self.poll_seconds)
+                continue
+            self.run(job)
+
+    def run(self, job: Job) -> None:
+        beating = threading.Event()
+
+        def beat() -> None:
+            while not beating.wait(self.heartbeat_seconds):
+                self.store.heartbeat(job.id, self.worker_id)
+
+        threading.Thread(target=beat, daemon=True).start()
+        deck = None
+        try:
+            deck, state, result, error = self._execute(job)
+        except DeckgenError as exc:
+            state, result, error = "failed", None, exc.to_dict()
+        except Exception as exc:  # noqa: BLE001 - a job must end, whatever went wrong
+            log.exception("job %s crashed", job.id)
+            state, result = "failed", None
+            error = {"code": "internal_error", "message": f"internal error: {exc}"}
+        finally:
+            beating.set()
+        progress = None
+        if deck is not None:
+            progress = {s.section: section_progress(s) for s in deck.sections}
+        self.store.finish_job(job.id, self.worker_id, state, result, error, progress)
+        self.user_tokens.pop(job.id, None)
+        if self.on_finish:
+            self.on_finish(self.store.get_job(job.id), deck)
+
+    def _execute(self, job: Job) -> tuple[DeckContent | None, str, dict[str, Any] | None,
+                                          dict[str, Any] | None]:
+        request = job.request
+        brief = parse_brief(request["brief"])
+        specs = pick_sections(self.generator.specs, request.get("sections"))
+        progress = dict(job.progress)
+        lock = threading.Lock()
+
+        def on_progress(event: str, spec: SectionSpec, result: SectionResult | None) -> None:
+            with lock:
+                progress[spec.name] = (section_progress(result) if result else
+                                       {"section": spec.name, "state": "running"})
+                self.store.update_progress(job.id, progress)
+
+        target = request["target"]
+        user_token = self.user_tokens.get(job.id)
+        if target in ("presentation", "template") and user_token is None \
+                and job.owner.startswith("google:"):
+            raise DeckgenError("the user's Google token is gone (the service restarted while "
+                               "the job waited); start the fill again from the deck")
+        deck = generate_deck(self.generator, brief, specs, request.get("route", "auto"),
+                             on_progress=on_progress)
+        self.store.record_generations(job.id, brief_hash(request["brief"]), [
+            {"section": s.section, "status": s.status, "route": s.route, "model": s.model,
+             "prompt": s.prompt_messages, "output": s.content, "prompt_tokens": s.prompt_tokens,
+             "completion_tokens": s.completion_tokens, "seconds": s.seconds}
+            for s in deck.sections])
+        if self.store.get_job(job.id).cancel_requested:
+            return deck, "cancelled", None, None
+        if not any(s.content for s in deck.sections):
+            return deck, "failed", None, {"code": "generation_failed",
+                                          "message": "no section could be generated"}
+        result: dict[str, Any]
+        if target == "pptx":
+            out = self.output_dir / f"{job.id}.pptx"
+            report = write_pptx(deck, out)
+            result = {"pptx": str(out), "download": f"/v1/jobs/{job.id}/deck.pptx",
+                      "warnings": report.warnings}
+        else:
+            writer = self.slides.writer(user_token)
+            presentation_id = job.presentation_id
+            if target == "template" and not presentation_id:
+                presentation_id = writer.copy_template(request["template_id"], request["title"])
+            self.slides.pace(user_token)
+            slides = writer.write(str(presentation_id), deck,
+                                  keep_edits=bool(request.get("keep_edits")))
+            result = {"presentation_id": slides.presentation_id,
+                      "url": deck_url(slides.presentation_id), "warnings": slides.warnings,
+                      "kept": slides.kept, "api_calls": slides.api_calls}
+        return deck, "done" if deck.ok else "failed", result, None if deck.ok else {
+            "code": "sections_failed",
+            "message": "some sections failed: " + ", ".join(
+                s.section for s in deck.sections if s.status != "ok")}
