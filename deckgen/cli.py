@@ -47,6 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--route", choices=ROUTES, help="which model serves the sections "
                      "(default DECKGEN_ROUTE or auto)")
     gen.add_argument("--json", type=Path, help="also write the sections and timings as JSON")
+
+    serve = sub.add_parser("serve", help="run the HTTP service (development server; use "
+                           "gunicorn in production, see the README)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+
+    keys = sub.add_parser("keys", help="manage API keys for CRM callers")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; it is shown once")
+    create.add_argument("name", help="who the key is for, e.g. salesforce-prod")
     return parser
 
 
@@ -152,11 +162,34 @@ def slides_writer(config: Config) -> SlidesWriter:
                         drive_endpoint=config.google_drive_endpoint)
 
 
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    from deckgen.api import create_app
+
+    app = create_app(config)
+    print(f"deckgen: serving on http://{args.host}:{args.port} (store {config.database_url})",
+          file=sys.stderr, flush=True)
+    app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, config: Config) -> int:
+    from deckgen.auth import new_key
+    from deckgen.store import Store
+
+    key, digest = new_key()
+    Store(config.database_url).add_key(args.name, digest)
+    print(key)
+    print(f"deckgen: created API key {args.name!r}; it is shown only this once. Send it as "
+          "'Authorization: Bearer <key>'.", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = Config.from_env()
-        return cmd_generate(args, config)
+        command = {"generate": cmd_generate, "serve": cmd_serve, "keys": cmd_keys}
+        return command[args.command](args, config)
     except DeckgenError as exc:
         print(f"deckgen: error: {exc.message}", file=sys.stderr)
         return 2

@@ -187,6 +187,11 @@ class JobRunner:
                 and job.owner.startswith("google:"):
             raise DeckgenError("the user's Google token is gone (the service restarted while "
                                "the job waited); start the fill again from the deck")
+        writer = None
+        if target != "pptx":
+            writer = self.slides.writer(user_token)
+            if target == "presentation":
+                writer.read(str(job.presentation_id))  # no access: fail before model time
         deck = generate_deck(self.generator, brief, specs, request.get("route", "auto"),
                              on_progress=on_progress)
         self.store.record_generations(job.id, brief_hash(request["brief"]), [
@@ -206,7 +211,7 @@ class JobRunner:
             result = {"pptx": str(out), "download": f"/v1/jobs/{job.id}/deck.pptx",
                       "warnings": report.warnings}
         else:
-            writer = self.slides.writer(user_token)
+            assert writer is not None
             presentation_id = job.presentation_id
             if target == "template" and not presentation_id:
                 presentation_id = writer.copy_template(request["template_id"], request["title"])

@@ -19,6 +19,7 @@ from deckgen.llm.local import LocalServer
 from deckgen.llm.router import Router
 from deckgen.prompts import PromptRenderer
 from deckgen.sections import load_specs
+from tests.fake_google import FakeGoogle
 from tests.fake_openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +69,33 @@ def fake_router(fake_route) -> Router:
 @pytest.fixture
 def fake_generator(specs, cases, renderer, fake_router) -> Generator:
     return Generator(specs, cases, renderer, fake_router, temperature=0.0)
+
+
+@pytest.fixture
+def google() -> Iterator[FakeGoogle]:
+    """A fake Slides + Drive API server (see tests/fake_google.py)."""
+    fake = FakeGoogle().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def service_account_file(google, tmp_path) -> str:
+    """A real service-account key file whose token_uri is the fake Google server."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    path = tmp_path / "service-account.json"
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": "deckgen-test", "private_key_id": "k1",
+        "private_key": pem, "client_email": "deckgen@deckgen-test.iam.gserviceaccount.com",
+        "client_id": "1", "token_uri": google.token_url}))
+    return str(path)
 
 
 @pytest.fixture(scope="session")

@@ -236,3 +236,45 @@ def test_csv_batch_upload_needs_presentation_ids(service):
     answer = client.post("/v1/batches", data=data, headers=headers,
                          content_type="multipart/form-data")
     assert answer.status_code == 422 and answer.get_json()["error"]["field"] == "file"
+
+
+def test_failed_batch_items_can_be_retried_alone(tmp_path, fake_router, issuer, google,
+                                                 service_account_file):
+    from tests.slides_fixtures import realistic_template
+
+    ok = google.add_presentation(realistic_template(), owner_token="service-account")
+    locked = google.add_presentation(realistic_template(), owner_token="someone-else")
+    app, headers = make_app(tmp_path, str(tmp_path / "db.sqlite3"), fake_router, issuer,
+                            GOOGLE_APPLICATION_CREDENTIALS=service_account_file,
+                            DECKGEN_GOOGLE_API_ENDPOINT=google.url,
+                            DECKGEN_DRIVE_API_ENDPOINT=google.url)
+    client = app.test_client()
+
+    def settle(batch_id):
+        for _ in range(300):
+            view = client.get(f"/v1/batches/{batch_id}", headers=headers).get_json()
+            if view["counts"]["queued"] == view["counts"]["running"] == 0:
+                return view
+            time.sleep(0.05)
+        raise AssertionError(view)
+
+    try:
+        answer = client.post("/v1/batches", headers=headers, json={
+            "items": [{"presentation_id": ok, "brief": BRIEF},
+                      {"presentation_id": locked, "brief": BRIEF}], "sections": ["data"]})
+        assert answer.status_code == 202
+        view = settle(answer.get_json()["id"])
+        assert (view["counts"]["done"], view["counts"]["failed"]) == (1, 1)
+        failed = next(i for i in view["items"] if i["state"] == "failed")
+        assert failed["error"]["code"] == "deck_access_denied"
+        assert locked in failed["error"]["message"]
+
+        google.grant(locked, "service-account")
+        retried = client.post(f"/v1/batches/{view['id']}/retry", headers=headers).get_json()
+        assert retried["retried"] == 1
+        view = settle(view["id"])
+        assert view["counts"]["done"] == 2
+        assert "{{data}}" not in google.shape_text(locked, "data_body")
+        assert google.shape_text(locked, "cs_body") == "{{current_state}}\n"
+    finally:
+        app.extensions["deckgen"]["runner"].stop()

@@ -17,19 +17,11 @@ from deckgen.writers.slides import (
     service_account_credentials,
     user_credentials,
 )
-from tests.fake_google import FakeGoogle
 from tests.slides_fixtures import realistic_template, unmarked_template
 
 BRIEF = parse_brief({"client": "Harbor Logistics", "opportunity": "Dock scheduling"})
 BODIES = {"current_state": "cs_body", "future_state": "fs_body", "data": "data_body",
           "skills": "skills_body", "stakeholders": "stake_body"}
-
-
-@pytest.fixture
-def google():
-    fake = FakeGoogle().start()
-    yield fake
-    fake.stop()
 
 
 def writer(google, token="user-token"):
@@ -193,20 +185,9 @@ def test_rate_limits_and_server_errors_are_retried(google, specs):
     assert [c["status"] for c in google.calls] == [429, 429, 503, 200, 200]
 
 
-def test_a_service_account_writes_to_a_shared_deck(google, specs, tmp_path):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    info = {"type": "service_account", "project_id": "deckgen-test", "private_key_id": "k1",
-            "private_key": pem, "client_email": "deckgen@deckgen-test.iam.gserviceaccount.com",
-            "client_id": "1", "token_uri": google.token_url}
-    path = tmp_path / "sa.json"
-    path.write_text(json.dumps(info))
+def test_a_service_account_writes_to_a_shared_deck(google, specs, service_account_file):
     pid = google.add_presentation(realistic_template(), owner_token="service-account")
-    sa = SlidesWriter(service_account_credentials(str(path)), slides_endpoint=google.url,
-                      drive_endpoint=google.url)
+    sa = SlidesWriter(service_account_credentials(service_account_file),
+                      slides_endpoint=google.url, drive_endpoint=google.url)
     assert sa.write(pid, deck_of(specs)).filled == list(specs)
     assert google.calls[0]["path"] == "/token"

@@ -1,0 +1,105 @@
+"""The durable store on a real SQLite file and on the PostgreSQL server at 127.0.0.1."""
+
+import threading
+import uuid
+
+import psycopg
+import pytest
+
+from deckgen.store import JobNotFound, Store
+
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        yield Store(str(tmp_path / "deckgen.sqlite3"))
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield Store(f"{PG}?options=-csearch_path%3D{schema}")
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_migrations_are_idempotent(store):
+    assert store.migrate() == store.migrate() == 1
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path):
+    store = Store(str(tmp_path / "x.sqlite3"))
+    with store.tx(readonly=True) as cur:
+        cur.execute("PRAGMA journal_mode")
+        assert cur.fetchone()["journal_mode"] == "wal"
+
+
+def test_jobs_are_claimed_oldest_first_and_one_deck_at_a_time(store):
+    a, _ = store.create_job("me", {"n": 1}, {}, presentation_id="deck-1")
+    b, _ = store.create_job("me", {"n": 2}, {}, presentation_id="deck-1")
+    c, _ = store.create_job("me", {"n": 3}, {}, presentation_id="deck-2")
+    assert store.claim_job("w1").id == a.id
+    assert store.claim_job("w2").id == c.id  # b waits: deck-1 is being written
+    assert store.claim_job("w3") is None
+    assert store.finish_job(a.id, "w1", "done", result={"ok": True})
+    assert store.claim_job("w3").id == b.id
+    assert store.get_job(a.id).result == {"ok": True}
+
+
+def test_concurrent_claims_never_share_a_job(store):
+    ids = {store.create_job("me", {"n": i}, {})[0].id for i in range(20)}
+    claimed, lock = [], threading.Lock()
+
+    def worker(name):
+        while (job := store.claim_job(name)) is not None:
+            with lock:
+                claimed.append(job.id)
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == sorted(ids)
+
+
+def test_idempotency_keys_are_per_owner(store):
+    first, created = store.create_job("crm", {}, {}, idempotency_key="k1")
+    again, created_again = store.create_job("crm", {}, {}, idempotency_key="k1")
+    other, created_other = store.create_job("other", {}, {}, idempotency_key="k1")
+    assert created and not created_again and created_other
+    assert again.id == first.id != other.id
+
+
+def test_stale_running_jobs_go_back_to_the_queue(store):
+    job, _ = store.create_job("me", {}, {})
+    store.claim_job("dead-worker")
+    assert store.requeue_stale(3600) == []
+    assert store.requeue_stale(-1) == [job.id]
+    again = store.claim_job("new-worker")
+    assert again.id == job.id and again.attempts == 2
+    # the dead worker can no longer finish it
+    assert not store.finish_job(job.id, "dead-worker", "done")
+
+
+def test_cancel_and_retry(store):
+    queued, _ = store.create_job("me", {}, {})
+    assert store.cancel_job(queued.id).state == "cancelled"
+    batch = store.create_batch("me", 1)
+    job, _ = store.create_job("me", {}, {}, batch_id=batch)
+    store.claim_job("w")
+    store.finish_job(job.id, "w", "failed", error={"code": "x", "message": "y"})
+    assert store.retry_failed(batch) == 1
+    assert store.get_job(job.id).state == "queued" and store.get_job(job.id).error is None
+    with pytest.raises(JobNotFound):
+        store.get_job("job_missing")
+
+
+def test_generations_are_recorded(store):
+    store.record_generations("job_1", "abc", [{
+        "section": "data", "status": "ok", "route": "local", "model": "m",
+        "prompt": [{"role": "user", "content": "hi"}], "output": {"title": "t"},
+        "prompt_tokens": 10, "completion_tokens": 5, "seconds": 1.5}])
+    (row,) = store.generations("job_1")
+    assert row["route"] == "local" and row["brief_hash"] == "abc"
