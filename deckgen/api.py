@@ -19,15 +19,13 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from deckgen.auth import Authenticator, Caller, Forbidden
 from deckgen.brief import parse_brief
 from deckgen.config import ROUTES, Config
-from deckgen.deck import DeckContent, Generator, generate_deck
+from deckgen.deck import DeckContent, generate_deck
 from deckgen.errors import BriefError, DeckgenError
-from deckgen.examples import load_cases
-from deckgen.jobs import JobRunner, SlidesAccess, initial_progress
+from deckgen.jobs import initial_progress, make_generator, make_runner
 from deckgen.llm.router import Router
 from deckgen.metrics import Metrics
 from deckgen.openapi import openapi_document
-from deckgen.prompts import PromptRenderer
-from deckgen.sections import load_specs, pick_sections
+from deckgen.sections import pick_sections
 from deckgen.store import Job, Store
 
 JOB_FIELDS = {"brief", "opportunity_id", "presentation_id", "template_id", "title", "output",
@@ -56,19 +54,19 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
     config = config or Config.from_env()
     store = store or Store(config.database_url)
     router = router or Router.from_config(config)
-    specs = load_specs(config.prompts_dir)
-    generator = Generator(specs, load_cases(config.examples_dir, specs),
-                          PromptRenderer(config.prompts_dir), router,
-                          temperature=config.temperature)
+    generator = make_generator(config, router)
+    specs = generator.specs
     metrics = Metrics()
-    slides = SlidesAccess(config.google_credentials_file, config.google_slides_endpoint,
-                          config.google_drive_endpoint, config.slides_writes_per_minute)
 
     def finished(job: Job, deck: DeckContent | None) -> None:
         metrics.job_finished(job.state, deck)
 
-    runner = JobRunner(store, generator, slides, config.output_dir, workers=config.workers,
-                       stale_after=config.job_stale_seconds, on_finish=finished)
+    dispatch = None
+    if config.queue_url:
+        from deckgen.queue import dispatcher
+
+        dispatch = dispatcher(config.queue_url)
+    runner = make_runner(config, store, generator, on_finish=finished, dispatch=dispatch)
     auth = Authenticator(store, config.google_audience, config.allowed_domains,
                          config.google_certs_url)
 
@@ -177,7 +175,13 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
                                         presentation_id=req.get("presentation_id"),
                                         batch_id=batch_id, idempotency_key=key)
         if created and who.user_token:
+            if dispatch is not None:
+                raise InvalidRequest("this server runs jobs on Celery workers, which cannot "
+                                     "act with a person's token; share the deck with the "
+                                     "service account instead")
             runner.user_tokens[job.id] = who.user_token
+        if created and dispatch is not None:
+            dispatch(job.id)
         return job, created
 
     def own(job: Job, who: Caller) -> Job:

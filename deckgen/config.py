@@ -130,6 +130,7 @@ class Config:
     database_url: str = str(ROOT / "var" / "deckgen.sqlite3")
     output_dir: Path = ROOT / "var" / "decks"
     workers: int = 2
+    queue_url: str | None = None  # redis://... : jobs run on Celery workers
     job_stale_seconds: float = 60.0
     max_request_bytes: int = 2 * 1024 * 1024
     google_audience: str | None = None
@@ -172,6 +173,7 @@ class Config:
             database_url=env.get("DECKGEN_DATABASE_URL") or str(ROOT / "var" / "deckgen.sqlite3"),
             output_dir=Path(env.get("DECKGEN_OUTPUT_DIR") or ROOT / "var" / "decks"),
             workers=_int(env, "DECKGEN_WORKERS", 2),
+            queue_url=env.get("DECKGEN_QUEUE_URL") or None,
             job_stale_seconds=_float(env, "DECKGEN_JOB_STALE_SECONDS", 60.0),
             max_request_bytes=_int(env, "DECKGEN_MAX_REQUEST_BYTES", 2 * 1024 * 1024),
             google_audience=env.get("DECKGEN_GOOGLE_AUDIENCE") or None,

@@ -21,10 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from deckgen.brief import parse_brief
+from deckgen.config import Config
 from deckgen.deck import DeckContent, Generator, SectionResult, generate_deck
 from deckgen.errors import ConfigError, DeckgenError
+from deckgen.examples import load_cases
 from deckgen.llm.limits import Pacer
-from deckgen.sections import SectionSpec, pick_sections
+from deckgen.llm.router import Router
+from deckgen.prompts import PromptRenderer
+from deckgen.sections import SectionSpec, load_specs, pick_sections
 from deckgen.store import Job, Store
 from deckgen.writers.pptx import write_pptx
 from deckgen.writers.slides import (
@@ -93,12 +97,15 @@ class JobRunner:
     def __init__(self, store: Store, generator: Generator, slides: SlidesAccess,
                  output_dir: Path, workers: int = 2, poll_seconds: float = 0.5,
                  stale_after: float = 60.0, heartbeat_seconds: float = 5.0,
-                 on_finish: Callable[[Job, DeckContent | None], None] | None = None) -> None:
+                 on_finish: Callable[[Job, DeckContent | None], None] | None = None,
+                 dispatch: Callable[[str], None] | None = None) -> None:
         self.store, self.generator, self.slides = store, generator, slides
         self.output_dir = output_dir
         self.workers, self.poll_seconds = workers, poll_seconds
         self.stale_after, self.heartbeat_seconds = stale_after, heartbeat_seconds
         self.on_finish = on_finish
+        # Celery path: queued jobs are sent to the broker instead of run by local threads
+        self.dispatch = dispatch
         self.user_tokens: dict[str, str] = {}  # job id -> caller's OAuth token, memory only
         self.worker_id = f"w-{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
@@ -108,7 +115,10 @@ class JobRunner:
         requeued = self.store.requeue_stale(self.stale_after)
         if requeued:
             log.warning("requeued %d job(s) left running by a stopped worker", len(requeued))
-        for i in range(self.workers):
+        if self.dispatch is not None:
+            for job_id in self.store.queued_ids():
+                self.dispatch(job_id)
+        for i in range(0 if self.dispatch else self.workers):
             t = threading.Thread(target=self._loop, name=f"deckgen-worker-{i}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -124,7 +134,9 @@ class JobRunner:
     def _sweep(self) -> None:
         while not self._stop.wait(max(self.stale_after / 2, 0.5)):
             try:
-                self.store.requeue_stale(self.stale_after)
+                for job_id in self.store.requeue_stale(self.stale_after):
+                    if self.dispatch is not None:
+                        self.dispatch(job_id)
             except Exception:  # noqa: BLE001 - a sweep failure must not kill the sweeper
                 log.exception("requeue sweep failed")
 
@@ -139,6 +151,15 @@ class JobRunner:
                 self._stop.wait(self.poll_seconds)
                 continue
             self.run(job)
+
+    def run_one(self, job_id: str) -> str:
+        """Run one given job if it is ours to run (the Celery path): "done", or "locked"
+        when its deck is being written by another job, or "gone" when nothing is to do."""
+        job = self.store.claim_job_id(job_id, self.worker_id, self.stale_after)
+        if isinstance(job, str):
+            return job
+        self.run(job)
+        return "done"
 
     def run(self, job: Job) -> None:
         beating = threading.Event()
@@ -225,3 +246,20 @@ class JobRunner:
             "code": "sections_failed",
             "message": "some sections failed: " + ", ".join(
                 s.section for s in deck.sections if s.status != "ok")}
+
+
+def make_generator(config: Config, router: Router) -> Generator:
+    specs = load_specs(config.prompts_dir)
+    return Generator(specs, load_cases(config.examples_dir, specs),
+                     PromptRenderer(config.prompts_dir), router,
+                     temperature=config.temperature)
+
+
+def make_runner(config: Config, store: Store, generator: Generator,
+                on_finish: Callable[[Job, DeckContent | None], None] | None = None,
+                dispatch: Callable[[str], None] | None = None) -> JobRunner:
+    slides = SlidesAccess(config.google_credentials_file, config.google_slides_endpoint,
+                          config.google_drive_endpoint, config.slides_writes_per_minute)
+    return JobRunner(store, generator, slides, config.output_dir, workers=config.workers,
+                     stale_after=config.job_stale_seconds, on_finish=on_finish,
+                     dispatch=dispatch)

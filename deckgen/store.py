@@ -263,6 +263,35 @@ class Store:
                 "AND state = 'queued'", (worker, now, now, now, row["id"]))
         return self.get_job(row["id"])
 
+    def claim_job_id(self, job_id: str, worker: str, stale_after: float) -> Job | str:
+        """Take one given job (the Celery path): the Job, or why not: "locked" when another
+        running job is writing its deck (try later), "gone" when it is not waiting to run
+        (finished, cancelled, or running with a live heartbeat)."""
+        now = time.time()
+        with self.tx(lock=True) as cur:
+            cur.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
+            row = cur.fetchone()
+            if row is None:
+                return "gone"
+            stale = row["state"] == "running" and (row["heartbeat_at"] or 0) < now - stale_after
+            if row["state"] != "queued" and not stale:
+                return "gone"
+            if row["presentation_id"]:
+                cur.execute("SELECT 1 FROM jobs WHERE state = 'running' AND presentation_id = ? "
+                            "AND id <> ?", (row["presentation_id"], job_id))
+                if cur.fetchone():
+                    return "locked"
+            cur.execute(
+                "UPDATE jobs SET state = 'running', worker = ?, attempts = attempts + 1, "
+                "started_at = ?, heartbeat_at = ?, updated_at = ? WHERE id = ?",
+                (worker, now, now, now, job_id))
+        return self.get_job(job_id)
+
+    def queued_ids(self) -> list[str]:
+        with self.tx(readonly=True) as cur:
+            cur.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY created_at")
+            return [r["id"] for r in cur.fetchall()]
+
     def heartbeat(self, job_id: str, worker: str) -> bool:
         """Keep a running job ours; False if it was cancelled or taken away."""
         now = time.time()

@@ -70,3 +70,27 @@ def test_brief_from_stdin_with_field_errors(tmp_path):
 def test_bad_configuration_is_a_clear_error(tmp_path):
     run = deckgen("generate", BRIEF, env={"DECKGEN_ROUTE": "gpt5"})
     assert run.returncode == 2 and "DECKGEN_ROUTE must be one of" in run.stderr
+
+
+def test_generate_into_google_slides_copied_from_a_template(google, fake_openai, tmp_path):
+    from tests.slides_fixtures import realistic_template
+
+    template = google.add_presentation(realistic_template(), owner_token="ya29.cli-user")
+    env = {"DECKGEN_GOOGLE_TOKEN": "ya29.cli-user", "DECKGEN_GOOGLE_API_ENDPOINT": google.url,
+           "DECKGEN_DRIVE_API_ENDPOINT": google.url, "DECKGEN_SELF_HOSTED_URL": fake_openai.url,
+           "DECKGEN_SELF_HOSTED_MODEL": "m"}
+    run = deckgen("generate", BRIEF, "--template", template, "--title", "Harbor pitch",
+                  env=env)
+    assert run.returncode == 0, run.stderr
+    copy_id = next(p for p in google.presentations if p != template)
+    assert f"wrote https://docs.google.com/presentation/d/{copy_id}/edit" in run.stdout
+    assert google.presentations[copy_id]["title"] == "Harbor pitch"
+    assert "{{" not in json.dumps(google.presentations[copy_id])
+    assert google.shape_text(template, "cs_body") == "{{current_state}}\n"
+
+    denied = deckgen("generate", BRIEF, "--presentation", template,
+                     env={**env, "DECKGEN_GOOGLE_TOKEN": "expired-token"})
+    assert denied.returncode == 2 and "expired or revoked" in denied.stderr
+    missing = deckgen("generate", BRIEF, "--presentation", template,
+                      env={"DECKGEN_GOOGLE_TOKEN": "", "GOOGLE_APPLICATION_CREDENTIALS": ""})
+    assert missing.returncode == 2 and "DECKGEN_GOOGLE_TOKEN" in missing.stderr
