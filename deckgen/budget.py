@@ -101,11 +101,19 @@ def fit_budget(
     """The richest prompt that fits `budget` tokens. `examples` come most similar first."""
     if budget <= 0:
         raise BudgetError("the model's context is smaller than the tokens reserved for the answer")
-    for n in range(len(examples), 0, -1):
-        messages = render(examples[:n], brief)
+    # More examples never make a prompt shorter, so the most that fit is found by binary
+    # search: a handful of renders instead of one per example.
+    lo, hi, best = 0, len(examples), None  # invariant: lo examples fit (or lo == 0)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        messages = render(examples[:mid], brief)
         tokens = counter.count(messages)
         if tokens <= budget:
-            return _fit(messages, tokens, budget, examples, n, 0)
+            lo, best = mid, (messages, tokens)
+        else:
+            hi = mid - 1
+    if best is not None:
+        return _fit(best[0], best[1], budget, examples, lo, 0)
     for n in ([1, 0] if examples else [0]):
         fit = _trim_to_fit(render, brief, examples, n, counter, budget)
         if fit is not None:
