@@ -5,8 +5,6 @@ import json
 
 import pytest
 
-from deckgen.brief import parse_brief
-from deckgen.deck import DeckContent, SectionResult
 from deckgen.errors import TemplateError
 from deckgen.writers.slides import (
     DeckAccessDenied,
@@ -17,9 +15,9 @@ from deckgen.writers.slides import (
     service_account_credentials,
     user_credentials,
 )
+from tests.samples import sample_deck
 from tests.slides_fixtures import realistic_template, unmarked_template
 
-BRIEF = parse_brief({"client": "Harbor Logistics", "opportunity": "Dock scheduling"})
 BODIES = {"current_state": "cs_body", "future_state": "fs_body", "data": "data_body",
           "skills": "skills_body", "stakeholders": "stake_body"}
 
@@ -27,19 +25,6 @@ BODIES = {"current_state": "cs_body", "future_state": "fs_body", "data": "data_b
 def writer(google, token="user-token"):
     return SlidesWriter(user_credentials(token), slides_endpoint=google.url,
                         drive_endpoint=google.url, sleep=lambda s: None)
-
-
-def deck_of(specs, only=None, tag="v1"):
-    results = []
-    for spec in specs.values():
-        if only and spec.name not in only:
-            continue
-        content = {"title": f"{spec.label} {tag}", spec.list_key: [
-            {f: f"{f} {i} {tag}" for f in spec.item_fields} if spec.item_fields
-            else f"{spec.name} point {i} {tag}" for i in range(spec.min_items)]}
-        results.append(SectionResult(spec.name, spec.label, content=content,
-                                     lines=spec.lines(content), leads=spec.leads(content)))
-    return DeckContent(BRIEF, results, 0.0)
 
 
 def element(google, pid, object_id):
@@ -58,7 +43,7 @@ def runs(google, pid, object_id):
 def test_first_fill_is_one_read_and_one_atomic_write(google, specs):
     pid = google.add_presentation(realistic_template())
     before = google.presentations[pid]["revisionId"]
-    deck = deck_of(specs)
+    deck = sample_deck(specs)
     report = writer(google).write(pid, deck)
     assert report.filled == list(specs) and report.warnings == []
     assert report.api_calls == 2
@@ -79,7 +64,7 @@ def test_first_fill_is_one_read_and_one_atomic_write(google, specs):
 
 def test_the_template_look_is_kept(google, specs):
     pid = google.add_presentation(realistic_template())
-    writer(google).write(pid, deck_of(specs))
+    writer(google).write(pid, sample_deck(specs))
     body = runs(google, pid, "cs_body")
     assert {r["style"]["fontFamily"] for r in body} == {"Roboto"}
     assert {r["style"]["fontSize"]["magnitude"] for r in body} == {16}
@@ -97,12 +82,12 @@ def test_the_template_look_is_kept(google, specs):
 def test_regenerating_one_section_finds_its_box_by_tag(google, specs):
     pid = google.add_presentation(realistic_template())
     w = writer(google)
-    w.write(pid, deck_of(specs))
+    w.write(pid, sample_deck(specs))
     untouched = google.shape_text(pid, "cs_body")
-    report = w.write(pid, deck_of(specs, only={"data"}, tag="v2"))
+    report = w.write(pid, sample_deck(specs, only={"data"}, tag="v2"))
     assert report.filled == ["data"]
     assert google.shape_text(pid, "data_body").rstrip().split("\n") == \
-        deck_of(specs, only={"data"}, tag="v2").section("data").lines
+        sample_deck(specs, only={"data"}, tag="v2").section("data").lines
     assert google.shape_text(pid, "cs_body") == untouched
     assert not any(r["style"].get("bold") for r in runs(google, pid, "cs_body"))
 
@@ -110,13 +95,13 @@ def test_regenerating_one_section_finds_its_box_by_tag(google, specs):
 def test_keep_edits_leaves_a_person_edited_box_alone(google, specs):
     pid = google.add_presentation(realistic_template())
     w = writer(google)
-    w.write(pid, deck_of(specs))
+    w.write(pid, sample_deck(specs))
     google.edit_text(pid, "fs_body", "Our own words, typed by the rep")
-    report = w.write(pid, deck_of(specs, tag="v2"), keep_edits=True)
+    report = w.write(pid, sample_deck(specs, tag="v2"), keep_edits=True)
     assert report.kept == ["future_state"]
     assert google.shape_text(pid, "fs_body") == "Our own words, typed by the rep\n"
     assert "v2" in google.shape_text(pid, "cs_body")
-    w.write(pid, deck_of(specs, tag="v3"))  # without keep_edits the section is rewritten
+    w.write(pid, sample_deck(specs, tag="v3"))  # without keep_edits the section is rewritten
     assert "v3" in google.shape_text(pid, "fs_body")
 
 
@@ -130,7 +115,7 @@ def test_a_revision_conflict_rereads_and_replans(google, specs):
             google.edit_text(presentation_id, "data_logo_caption" if False else "cs_title", text)
 
     google.after_get = person_types
-    report = writer(google).write(pid, deck_of(specs))
+    report = writer(google).write(pid, sample_deck(specs))
     assert report.conflicts == 1 and report.api_calls == 4
     statuses = [c["status"] for c in google.calls]
     assert statuses == [200, 400, 200, 200]
@@ -142,7 +127,7 @@ def test_copy_from_a_template_then_fill(google, specs):
     w = writer(google)
     new = w.copy_template(template, "Harbor Logistics - pitch")
     assert new != template
-    w.write(new, deck_of(specs))
+    w.write(new, sample_deck(specs))
     assert "v1" in google.shape_text(new, "cs_body")
     assert google.shape_text(template, "cs_body") == "{{current_state}}\n"
     assert google.presentations[new]["title"] == "Harbor Logistics - pitch"
@@ -151,7 +136,7 @@ def test_copy_from_a_template_then_fill(google, specs):
 def test_a_deck_without_marks_says_how_to_mark_one(google, specs):
     pid = google.add_presentation(unmarked_template())
     with pytest.raises(TemplateError, match=r"Mark selected box as section"):
-        writer(google).write(pid, deck_of(specs))
+        writer(google).write(pid, sample_deck(specs))
     assert [c["method"] for c in google.calls] == ["GET"]
 
 
@@ -159,7 +144,7 @@ def test_a_section_without_a_box_is_skipped_with_a_warning(google, specs):
     doc = realistic_template()
     doc["slides"] = [s for s in doc["slides"] if s["objectId"] != "slide_data"]
     pid = google.add_presentation(doc)
-    report = writer(google).write(pid, deck_of(specs))
+    report = writer(google).write(pid, sample_deck(specs))
     assert "data" not in report.filled
     assert report.warnings == ["the deck has no box marked for data; skipped"]
 
@@ -169,18 +154,18 @@ def test_access_errors_name_the_deck(google, specs):
     google.grant(pid, "user-token")
     google.tokens["stranger"] = "stranger"
     with pytest.raises(DeckAccessDenied, match=f"no edit access to the deck {pid}"):
-        writer(google, "stranger").write(pid, deck_of(specs))
+        writer(google, "stranger").write(pid, sample_deck(specs))
     with pytest.raises(DeckNotFound, match="the deck nope does not exist"):
-        writer(google).write("nope", deck_of(specs))
+        writer(google).write("nope", sample_deck(specs))
     with pytest.raises(GoogleAuthError, match="expired or revoked"):
-        writer(google, "expired-token").write(pid, deck_of(specs))
+        writer(google, "expired-token").write(pid, sample_deck(specs))
 
 
 def test_rate_limits_and_server_errors_are_retried(google, specs):
     pid = google.add_presentation(realistic_template())
     google.fail_next(429, times=2)
     google.fail_next(503)
-    report = writer(google).write(pid, deck_of(specs))
+    report = writer(google).write(pid, sample_deck(specs))
     assert report.filled == list(specs)
     assert [c["status"] for c in google.calls] == [429, 429, 503, 200, 200]
 
@@ -189,5 +174,5 @@ def test_a_service_account_writes_to_a_shared_deck(google, specs, service_accoun
     pid = google.add_presentation(realistic_template(), owner_token="service-account")
     sa = SlidesWriter(service_account_credentials(service_account_file),
                       slides_endpoint=google.url, drive_endpoint=google.url)
-    assert sa.write(pid, deck_of(specs)).filled == list(specs)
+    assert sa.write(pid, sample_deck(specs)).filled == list(specs)
     assert google.calls[0]["path"] == "/token"
