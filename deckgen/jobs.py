@@ -236,6 +236,7 @@ class JobRunner:
             presentation_id = job.presentation_id
             if target == "template" and not presentation_id:
                 presentation_id = writer.copy_template(request["template_id"], request["title"])
+                self.store.set_presentation(job.id, presentation_id)
             self.slides.pace(user_token)
             slides = writer.write(str(presentation_id), deck,
                                   keep_edits=bool(request.get("keep_edits")))

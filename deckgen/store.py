@@ -300,6 +300,12 @@ class Store:
                         "AND state = 'running'", (now, job_id, worker))
             return bool(cur.rowcount)
 
+    def set_presentation(self, job_id: str, presentation_id: str) -> None:
+        """Remember the deck a template job copied, so a re-run fills it, not a new copy."""
+        with self.tx() as cur:
+            cur.execute("UPDATE jobs SET presentation_id = ?, updated_at = ? WHERE id = ?",
+                        (presentation_id, time.time(), job_id))
+
     def update_progress(self, job_id: str, progress: dict[str, Any]) -> None:
         with self.tx() as cur:
             cur.execute("UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ?",

@@ -278,3 +278,29 @@ def test_failed_batch_items_can_be_retried_alone(tmp_path, fake_router, issuer, 
         assert google.shape_text(locked, "cs_body") == "{{current_state}}\n"
     finally:
         app.extensions["deckgen"]["runner"].stop()
+
+
+def test_a_template_job_copies_once_and_fills_the_copy(tmp_path, fake_router, issuer, google,
+                                                       service_account_file):
+    from tests.slides_fixtures import realistic_template
+
+    template = google.add_presentation(realistic_template(), owner_token="service-account")
+    app, headers = make_app(tmp_path, str(tmp_path / "db.sqlite3"), fake_router, issuer,
+                            GOOGLE_APPLICATION_CREDENTIALS=service_account_file,
+                            DECKGEN_GOOGLE_API_ENDPOINT=google.url,
+                            DECKGEN_DRIVE_API_ENDPOINT=google.url)
+    client = app.test_client()
+    try:
+        job = client.post("/v1/jobs", headers=headers, json={
+            "brief": BRIEF, "template_id": template, "title": "Harbor pitch"}).get_json()
+        job = wait_for(client, headers, job["id"])
+        assert job["state"] == "done", job["error"]
+        copies = [p for p in google.presentations if p != template]
+        assert len(copies) == 1 and job["presentation_id"] == copies[0]
+        assert job["url"].endswith(f"/d/{copies[0]}/edit")
+        store = app.extensions["deckgen"]["store"]
+        assert store.get_job(job["id"]).presentation_id == copies[0]
+        assert "{{" not in google.shape_text(copies[0], "cs_body")
+        assert google.shape_text(template, "cs_body") == "{{current_state}}\n"
+    finally:
+        app.extensions["deckgen"]["runner"].stop()
