@@ -83,11 +83,14 @@ class SlidesAccess:
                             drive_endpoint=self.drive_endpoint)
 
     def pace(self, user_token: str | None) -> float:
-        """Wait for a write slot (one read + one write per deck counts as one write)."""
+        """Wait for a write slot. Slides counts writes per user per minute, so the pace is
+        steady (a burst of one) and one below the quota: no 60-second window ever holds more
+        than `writes_per_minute` writes, whatever the batch does."""
         principal = hashlib.sha256((user_token or "service-account").encode()).hexdigest()
         with self._lock:
             pacer = self._pacers.setdefault(principal, Pacer(
-                self.writes_per_minute, None, 1_000_000, time.monotonic, time.sleep))
+                max(1, self.writes_per_minute - 1), None, 1_000_000, time.monotonic,
+                time.sleep, burst=1))
         waited = pacer.acquire(0)
         pacer.release()
         return waited

@@ -557,6 +557,10 @@ class FakeGoogle:
         # called with the presentation id after each presentations.get has been answered:
         # lets a test play a person editing the deck between deckgen's read and its write
         self.after_get: Any = None
+        # Slides' "write requests per minute per user" quota: None is unlimited; a number
+        # makes the fake answer 429 past it in any 60-second window, as Google does
+        self.writes_per_minute: int | None = None
+        self.writes: dict[str, deque[float]] = {}
 
     def start(self) -> FakeGoogle:
         self.thread.start()
@@ -645,6 +649,8 @@ class FakeGoogle:
         principal = self._principal(call["token"], action, drive=info is DRIVE)
         _check_query(request, info, "files" if info is DRIVE else "presentations", action)
         fields = request.args.get("fields")
+        if action in ("batchUpdate", "copy") and self.writes_per_minute is not None:
+            self._count_write(principal)
         if action == "get":
             response = self._get(ident, principal, fields)
             if self.after_get is not None:
@@ -674,6 +680,18 @@ class FakeGoogle:
         elif reason:
             message = reason
         raise ApiError(status, message, details=details, headers=headers)
+
+    def _count_write(self, principal: str) -> None:
+        now = time.monotonic()
+        with self.lock:
+            window = self.writes.setdefault(principal, deque())
+            while window and window[0] <= now - 60:
+                window.popleft()
+            if len(window) >= (self.writes_per_minute or 0):
+                raise ApiError(429, "Quota exceeded for quota metric 'Write requests' and limit "
+                               "'Write requests per minute per user' of service "
+                               "'slides.googleapis.com'.", headers={"Retry-After": "1"})
+            window.append(now)
 
     def _principal(self, token: str | None, action: str, drive: bool) -> str:
         with self.lock:

@@ -16,12 +16,13 @@ Sleep = Callable[[float], None]
 
 
 class TokenBucket:
-    """`per_minute` units a minute, refilled continuously, with a burst of `per_minute`."""
+    """`per_minute` units a minute, refilled continuously, with a burst of `burst` (default a
+    whole minute's worth, as OpenAI's limits behave)."""
 
-    def __init__(self, per_minute: float, clock: Clock) -> None:
-        self.capacity = float(per_minute)
+    def __init__(self, per_minute: float, clock: Clock, burst: float | None = None) -> None:
+        self.capacity = float(burst or per_minute)
         self.rate = per_minute / 60.0
-        self.level = float(per_minute)
+        self.level = self.capacity
         self.clock = clock
         self.stamp = clock()
 
@@ -40,8 +41,8 @@ class Pacer:
     """Requests per minute, tokens per minute and in-flight requests for one route."""
 
     def __init__(self, rpm: int | None, tpm: int | None, concurrency: int, clock: Clock,
-                 sleep: Sleep) -> None:
-        self.requests = TokenBucket(rpm, clock) if rpm else None
+                 sleep: Sleep, burst: int | None = None) -> None:
+        self.requests = TokenBucket(rpm, clock, burst) if rpm else None
         self.tokens = TokenBucket(tpm, clock) if tpm else None
         self.slots = threading.BoundedSemaphore(concurrency)
         self.lock = threading.Lock()
