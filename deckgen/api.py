@@ -255,11 +255,11 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
 
     @app.post("/v1/preview")
     def preview() -> Response:
-        caller()
+        who = caller()
         data = body(PREVIEW_FIELDS)
         if "brief" not in data:
             raise InvalidRequest("brief is required", field="brief")
-        brief = parse_brief(data["brief"])
+        brief = generator.privacy.apply(parse_brief(data["brief"]), who.owner)
         sections, route = options(data)
         deck = generate_deck(generator, brief, pick_sections(specs, sections), route)
         metrics.job_finished("preview", deck)

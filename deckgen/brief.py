@@ -6,7 +6,7 @@ caller has to fix. Limits keep a pasted transcript from swamping the prompt or t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from deckgen.errors import BriefError
@@ -17,13 +17,15 @@ MAX_OPPORTUNITY = 2000
 MAX_CONTACTS = 50
 MAX_METRICS = 100
 MAX_METRIC_VALUE = 500
-FIELDS = ("client", "industry", "opportunity", "notes", "contacts", "metrics")
+FIELDS = ("client", "industry", "opportunity", "notes", "contacts", "metrics", "confidential")
+MARKABLE = ("client", "industry", "opportunity", "notes", "contacts", "metrics")
 
 
 @dataclass(frozen=True)
 class Contact:
     name: str
     role: str = ""
+    confidential: bool = False
 
 
 @dataclass(frozen=True)
@@ -34,16 +36,42 @@ class Brief:
     notes: str = ""
     contacts: tuple[Contact, ...] = ()
     metrics: dict[str, str] = field(default_factory=dict)
+    # fields whose text must stay on our own hardware (see deckgen/privacy.py)
+    confidential: frozenset[str] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "client": self.client,
             "industry": self.industry,
             "opportunity": self.opportunity,
             "notes": self.notes,
-            "contacts": [{"name": c.name, "role": c.role} for c in self.contacts],
+            "contacts": [{"name": c.name, "role": c.role,
+                          **({"confidential": True} if c.confidential else {})}
+                         for c in self.contacts],
             "metrics": dict(self.metrics),
         }
+        if self.confidential:
+            out["confidential"] = sorted(self.confidential)
+        return out
+
+    def confidential_values(self) -> list[str]:
+        """Every piece of text the confidential fields hold."""
+        marked = self.confidential
+        values = [getattr(self, f) for f in ("client", "industry", "opportunity", "notes")
+                  if f in marked]
+        for c in self.contacts:
+            if "contacts" in marked or c.confidential:
+                values += [c.name, c.role]
+        if "metrics" in marked:
+            values += [v for kv in self.metrics.items() for v in kv]
+        return [v for v in values if v]
+
+    @property
+    def is_confidential(self) -> bool:
+        return bool(self.confidential_values())
+
+    def marked(self, fields: frozenset[str]) -> Brief:
+        return replace(self, confidential=self.confidential | fields)
 
     def search_text(self) -> str:
         """The words that say what this opportunity is about, for example selection."""
@@ -53,8 +81,7 @@ class Brief:
         return "\n".join(p for p in parts if p)
 
     def with_notes(self, notes: str) -> Brief:
-        return Brief(self.client, self.industry, self.opportunity, notes, self.contacts,
-                     dict(self.metrics))
+        return replace(self, notes=notes)
 
 
 def _text(errors: dict[str, str], name: str, value: Any, limit: int, required: bool = False) -> str:
@@ -112,12 +139,15 @@ def parse_brief(data: Any) -> Brief:
             if not isinstance(item, dict):
                 errors[where] = "must be an object with name and role"
                 continue
-            extra = set(item) - {"name", "role"}
+            extra = set(item) - {"name", "role", "confidential"}
             if extra:
                 errors[where] = f"unknown field(s) {', '.join(sorted(map(str, extra)))}"
             name = _text(errors, f"{where}.name", item.get("name"), MAX_SHORT, required=True)
             role = _text(errors, f"{where}.role", item.get("role"), MAX_SHORT)
-            contacts.append(Contact(name, role))
+            secret = item.get("confidential", False)
+            if not isinstance(secret, bool):
+                errors[f"{where}.confidential"] = "must be true or false"
+            contacts.append(Contact(name, role, secret is True))
 
     metrics: dict[str, str] = {}
     raw_metrics = data.get("metrics")
@@ -135,10 +165,20 @@ def parse_brief(data: Any) -> Brief:
             k = _text(errors, where, str(key), MAX_SHORT, required=True)
             metrics[k] = _text(errors, where, str(value), MAX_METRIC_VALUE)
 
+    confidential: frozenset[str] = frozenset()
+    marks = data.get("confidential", False)
+    if marks is True:
+        confidential = frozenset(MARKABLE)
+    elif isinstance(marks, list) and all(m in MARKABLE for m in marks):
+        confidential = frozenset(marks)
+    elif marks is not False:
+        errors["confidential"] = ("must be true, false, or a list of fields from "
+                                  + ", ".join(MARKABLE))
+
     if errors:
         listing = "; ".join(f"{k} {v}" for k, v in errors.items())
         raise BriefError(f"the brief is invalid: {listing}", details=errors)
-    return Brief(client, industry, opportunity, notes, tuple(contacts), metrics)
+    return Brief(client, industry, opportunity, notes, tuple(contacts), metrics, confidential)
 
 
 def load_brief(text: str | bytes, source: str = "brief") -> Brief:

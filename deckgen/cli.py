@@ -103,7 +103,7 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
         text = sys.stdin.read() if source == "stdin" else args.brief.read_text(encoding="utf-8")
     except OSError as exc:
         raise DeckgenError(f"cannot read the brief {source}: {exc.strerror}") from None
-    brief = load_brief(text, source)
+    brief = config.privacy.apply(load_brief(text, source))
     specs = load_specs(config.prompts_dir)
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
     chosen = pick_sections(specs, wanted)
@@ -126,7 +126,7 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
         started = time.monotonic()
         gen = Generator(specs, load_cases(config.examples_dir, specs),
                         PromptRenderer(config.prompts_dir), router,
-                        temperature=config.temperature)
+                        temperature=config.temperature, privacy=config.privacy)
         router.route(first)  # start the route (and the local server) before the clock runs
         print(f"  model ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
         deck = generate_deck(gen, brief, chosen, route,

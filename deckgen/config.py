@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deckgen.errors import ConfigError
+from deckgen.privacy import PrivacyPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTES = ("local", "self-hosted", "openai", "auto")
@@ -140,6 +141,7 @@ class Config:
     retry: RetryPolicy = RetryPolicy()
     limits: dict[str, RouteLimits] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     route_table: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    privacy: PrivacyPolicy = PrivacyPolicy()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -191,6 +193,7 @@ class Config:
             ),
             limits={name: _limits(env, name) for name in MODEL_ROUTES},
             route_table=parse_route_table(env.get("DECKGEN_ROUTE_TABLE", "")),
+            privacy=PrivacyPolicy.from_env(env),
         )
 
 

@@ -19,6 +19,14 @@ from deckgen.errors import DeckgenError, ModelError, OutputError
 from deckgen.examples import Case, select_examples
 from deckgen.llm.client import ContextOverflow, QuotaExhausted, RateLimited, Transient
 from deckgen.llm.router import CallStats, Router, Unavailable
+from deckgen.privacy import (
+    EXTERNAL_ROUTES,
+    INTERNAL_ONLY,
+    REDACTED,
+    ConfidentialRouteError,
+    PrivacyPolicy,
+    Redactor,
+)
 from deckgen.prompts import PromptRenderer
 from deckgen.sections import SectionSpec, parse_output
 
@@ -43,6 +51,7 @@ class SectionResult:
     wait_seconds: float = 0.0
     failovers: list[dict[str, str]] = field(default_factory=list)
     overflow_refits: int = 0
+    policy: str = "open"  # the privacy policy applied: open | confidential:...
     repaired: bool = False
     examples_used: list[str] = field(default_factory=list)
     examples_dropped: list[str] = field(default_factory=list)
@@ -87,6 +96,7 @@ class Generator:
     renderer: PromptRenderer
     router: Router
     temperature: float = 0.3
+    privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
     clock: Callable[[], float] = time.monotonic
 
 
@@ -103,7 +113,13 @@ def generate_section(gen: Generator, spec: SectionSpec, brief: Brief, route: str
     result = SectionResult(spec.name, spec.label)
     stats = CallStats()
     try:
-        plan = gen.router.plan(spec.name, route)
+        plan, result.policy = gen.privacy.routes(brief, gen.router.plan(spec.name, route))
+        why = " (the brief is confidential: external models are not allowed)" \
+            if result.policy == INTERNAL_ONLY else ""
+        if not plan:
+            raise ConfidentialRouteError(
+                f"{spec.name} cannot be written: the brief is confidential, so only the "
+                f"self-hosted or local model may serve it, and route {route} offers neither")
         for i, name in enumerate(plan):
             try:
                 _run_on_route(gen, spec, brief, name, exclude_case, result, stats)
@@ -113,7 +129,7 @@ def generate_section(gen: Generator, spec: SectionSpec, brief: Brief, route: str
                                          "message": exc.message})
                 if i == len(plan) - 1:
                     tried = "; ".join(f"{f['route']}: {f['message']}" for f in result.failovers)
-                    raise ModelError(f"no route could serve {spec.name}: {tried}") from exc
+                    raise ModelError(f"no route could serve {spec.name}{why}: {tried}") from exc
     except DeckgenError as exc:
         result.status, result.error = "failed", exc.to_dict()
         result.content, result.lines = None, []
@@ -127,6 +143,9 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
                   exclude_case: str | None, result: SectionResult, stats: CallStats) -> None:
     route = gen.router.route(name)
     result.route, result.model = route.name, route.model
+    # Confidential text leaves our hardware only redacted (see deckgen/privacy.py).
+    redactor = Redactor(brief) if result.policy == REDACTED and name in EXTERNAL_ROUTES \
+        else None
     examples = [s.case for s in select_examples(brief, gen.cases, spec.name,
                                                 exclude=exclude_case)]
     budget = min(spec.max_prompt_tokens, route.context - spec.max_completion_tokens)
@@ -142,9 +161,10 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
         result.examples_used, result.examples_dropped = fit.examples_used, fit.examples_dropped
         result.notes_trimmed_chars = fit.notes_trimmed_chars
         result.prompt_messages = fit.messages
+        sent = redactor.messages(fit.messages) if redactor else fit.messages
         try:
             answer = gen.router.complete(
-                name, fit.messages, section=spec.name, schema=schema,
+                name, sent, section=spec.name, schema=schema,
                 max_tokens=spec.max_completion_tokens, temperature=gen.temperature,
                 prompt_tokens=fit.prompt_tokens, stats=stats)
         except ContextOverflow:
@@ -155,8 +175,9 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
             fit = fit_budget(render_fn, brief, examples, route.counter, budget)
             result.budget, result.counted_prompt_tokens = budget, fit.prompt_tokens
             result.prompt_messages = fit.messages
+            sent = redactor.messages(fit.messages) if redactor else fit.messages
             answer = gen.router.complete(
-                name, fit.messages, section=spec.name, schema=schema,
+                name, sent, section=spec.name, schema=schema,
                 max_tokens=spec.max_completion_tokens, temperature=gen.temperature,
                 prompt_tokens=fit.prompt_tokens, stats=stats)
         result.model = answer.model
@@ -179,6 +200,8 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
                 f"repair: {problems[0]}",
                 details={"problems": problems, "answer": text[:2000]},
             )
+    if redactor:
+        content = redactor.restore(content)
     result.content = content
     result.lines = spec.lines(content)
     result.leads = spec.leads(content)

@@ -48,7 +48,7 @@ def initial_progress(specs: list[SectionSpec]) -> dict[str, Any]:
 def section_progress(result: SectionResult) -> dict[str, Any]:
     return {"section": result.section,
             "state": "done" if result.status == "ok" else "failed",
-            "route": result.route, "model": result.model,
+            "route": result.route, "model": result.model, "policy": result.policy,
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
             "seconds": result.seconds, "retries": result.retries,
@@ -194,7 +194,7 @@ class JobRunner:
     def _execute(self, job: Job) -> tuple[DeckContent | None, str, dict[str, Any] | None,
                                           dict[str, Any] | None]:
         request = job.request
-        brief = parse_brief(request["brief"])
+        brief = self.generator.privacy.apply(parse_brief(request["brief"]), job.owner)
         specs = pick_sections(self.generator.specs, request.get("sections"))
         progress = dict(job.progress)
         lock = threading.Lock()
@@ -220,6 +220,7 @@ class JobRunner:
                              on_progress=on_progress)
         self.store.record_generations(job.id, brief_hash(request["brief"]), [
             {"section": s.section, "status": s.status, "route": s.route, "model": s.model,
+             "policy": s.policy,
              "prompt": s.prompt_messages, "output": s.content, "prompt_tokens": s.prompt_tokens,
              "completion_tokens": s.completion_tokens, "seconds": s.seconds}
             for s in deck.sections])
@@ -256,7 +257,7 @@ def make_generator(config: Config, router: Router) -> Generator:
     specs = load_specs(config.prompts_dir)
     return Generator(specs, load_cases(config.examples_dir, specs),
                      PromptRenderer(config.prompts_dir), router,
-                     temperature=config.temperature)
+                     temperature=config.temperature, privacy=config.privacy)
 
 
 def make_runner(config: Config, store: Store, generator: Generator,

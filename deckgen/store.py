@@ -78,6 +78,10 @@ MIGRATIONS = [
     );
     CREATE INDEX generations_job ON generations (job_id);
     """,
+    # 2: the privacy policy each section was generated under, for audits
+    """
+    ALTER TABLE generations ADD COLUMN policy TEXT NOT NULL DEFAULT 'open'
+    """,
 ]
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -406,11 +410,12 @@ class Store:
             for r in rows:
                 cur.execute(
                     "INSERT INTO generations (id, job_id, brief_hash, section, status, route, "
-                    "model, prompt, output, prompt_tokens, completion_tokens, seconds, "
-                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "model, policy, prompt, output, prompt_tokens, completion_tokens, seconds, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (new_id("gen"), job_id, brief_hash, r["section"], r["status"], r["route"],
-                     r["model"], json.dumps(r["prompt"]), json.dumps(r["output"]),
-                     r["prompt_tokens"], r["completion_tokens"], r["seconds"], now))
+                     r["model"], r.get("policy", "open"), json.dumps(r["prompt"]),
+                     json.dumps(r["output"]), r["prompt_tokens"], r["completion_tokens"],
+                     r["seconds"], now))
 
     def generations(self, job_id: str) -> list[dict[str, Any]]:
         with self.tx(readonly=True) as cur:

@@ -4,7 +4,8 @@ It speaks the HTTP protocol the `openai` client speaks (POST /v1/chat/completion
 /v1/models, OpenAI's error body shape), records every request body, and answers from a
 script: per section (the `json_schema.name` of the request's response_format) a queue of
 replies. A reply is a string (the message content), a dict {"status": 429, "code": ...,
-"headers": {...}} for an error, or {"delay": seconds, ...} to answer slowly. With nothing
+"headers": {...}} for an error, {"delay": seconds, ...} to answer slowly, or
+{"dynamic": function(body) -> content} to answer from the request. With nothing
 scripted it answers with a minimal valid instance of the requested JSON schema."""
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ class FakeOpenAI:
         if isinstance(step, dict) and "delay" in step:
             time.sleep(step["delay"])
             step = step.get("then")
+        if isinstance(step, dict) and "dynamic" in step:
+            step = step["dynamic"](body)  # an answer computed from the request
         if isinstance(step, dict) and "status" in step:
             return _error(step["status"], step.get("code", "error"),
                           step.get("message", "scripted error"), step.get("headers"))

@@ -19,8 +19,9 @@ BRIEF = {"client": "Harbor Logistics", "industry": "Logistics", "notes": "Trucks
 
 
 class Service:
-    def __init__(self, env):
+    def __init__(self, env, log):
         self.env = {**os.environ, **env}
+        self.log = log  # a file, not a pipe: an unread pipe fills up and blocks the server
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
@@ -28,7 +29,8 @@ class Service:
     def start(self):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "deckgen.cli", "serve", "--port", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
+            stderr=open(self.log, "ab"))  # noqa: SIM115 - the child owns it
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -36,7 +38,7 @@ class Service:
                     return self
             except requests.ConnectionError:
                 time.sleep(0.1)
-        raise AssertionError(self.proc.stderr.read().decode())
+        raise AssertionError(Path(self.log).read_text()[-3000:])
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -65,9 +67,10 @@ def test_a_batch_survives_sigkill_and_finishes_every_deck_once(google, fake_open
            "GOOGLE_APPLICATION_CREDENTIALS": service_account_file,
            "DECKGEN_GOOGLE_API_ENDPOINT": google.url, "DECKGEN_DRIVE_API_ENDPOINT": google.url,
            "DECKGEN_WORKERS": "2", "DECKGEN_JOB_STALE_SECONDS": "1",
-           "DECKGEN_OUTPUT_DIR": str(tmp_path / "decks")}
+           "DECKGEN_OUTPUT_DIR": str(tmp_path / "decks"),
+           "DECKGEN_SLIDES_WRITES_PER_MINUTE": "600"}
     headers = {"Authorization": f"Bearer {create_key(env)}"}
-    service = Service(env).start()
+    service = Service(env, tmp_path / "service.log").start()
     try:
         answer = requests.post(f"{service.url}/v1/batches", headers=headers, json={
             "items": [{"presentation_id": d, "brief": BRIEF} for d in decks]})
@@ -75,7 +78,8 @@ def test_a_batch_survives_sigkill_and_finishes_every_deck_once(google, fake_open
         batch = answer.json()["id"]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # kill once some decks are done, others running
-            counts = requests.get(f"{service.url}/v1/batches/{batch}", headers=headers).json()
+            counts = requests.get(f"{service.url}/v1/batches/{batch}", headers=headers,
+                                  timeout=10).json()
             if counts["counts"]["done"] >= 1 and counts["counts"]["running"] >= 1:
                 break
             time.sleep(0.05)
@@ -83,10 +87,11 @@ def test_a_batch_survives_sigkill_and_finishes_every_deck_once(google, fake_open
         interrupted = counts["counts"]["running"]
         assert interrupted >= 1
 
-        service = Service(env).start()
+        service = Service(env, tmp_path / "service.log").start()
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            view = requests.get(f"{service.url}/v1/batches/{batch}", headers=headers).json()
+            view = requests.get(f"{service.url}/v1/batches/{batch}", headers=headers,
+                                  timeout=10).json()
             if view["counts"]["done"] == len(decks):
                 break
             time.sleep(0.1)
@@ -113,7 +118,7 @@ def test_a_person_fills_their_own_deck_with_their_token(google, fake_openai, tmp
            "DECKGEN_GOOGLE_API_ENDPOINT": google.url, "DECKGEN_DRIVE_API_ENDPOINT": google.url,
            "DECKGEN_GOOGLE_AUDIENCE": issuer.audience,
            "DECKGEN_GOOGLE_CERTS_URL": issuer.certs_url}
-    service = Service(env).start()
+    service = Service(env, tmp_path / "service.log").start()
     try:
         headers = {"Authorization": f"Bearer {issuer.token()}",
                    "X-Goog-User-Token": "ya29.rep-token"}

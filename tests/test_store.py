@@ -25,7 +25,7 @@ def store(request, tmp_path):
 
 
 def test_migrations_are_idempotent(store):
-    assert store.migrate() == store.migrate() == 1
+    assert store.migrate() == store.migrate() == 2
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path):
