@@ -30,6 +30,10 @@ appsscript/node_modules/.installed: appsscript/package.json appsscript/package-l
 	cd appsscript && npm ci --no-audit --no-fund
 	touch $@
 
+# Benchmarks (not tests: nothing fails on a number); writes bench/RESULTS.md in a few minutes.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check deckgen tests scripts
 	$(BIN)/mypy deckgen

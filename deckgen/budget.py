@@ -13,6 +13,7 @@ one whose notes are cut short."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,13 @@ class TokenCounter(Protocol):
     def count(self, messages: list[Message]) -> int: ...
 
 
+@functools.lru_cache(maxsize=16384)
+def _token_count(encoding: tiktoken.Encoding, text: str) -> int:
+    # Fitting counts the same instructions and few-shot cases many times over (every step
+    # of the search, every section, every deck); only the brief's turn is new each time.
+    return len(encoding.encode(text, disallowed_special=()))
+
+
 class TiktokenCounter:
     """OpenAI chat prompts: every message costs 3 tokens of framing plus its role and
     content, and every reply is primed with 3 more (OpenAI's published counting recipe for
@@ -55,7 +63,7 @@ class TiktokenCounter:
         self.name = f"tiktoken:{self.encoding.name}"
 
     def tokens(self, text: str) -> int:
-        return len(self.encoding.encode(text, disallowed_special=()))
+        return _token_count(self.encoding, text)
 
     def count(self, messages: list[Message]) -> int:
         total = self.REPLY_PRIMING

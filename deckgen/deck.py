@@ -14,10 +14,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from deckgen.brief import Brief
-from deckgen.budget import fit_budget
+from deckgen.budget import Fit, TokenCounter, fit_budget
 from deckgen.errors import DeckgenError, ModelError, OutputError
 from deckgen.examples import Case, select_examples
-from deckgen.llm.client import ContextOverflow, QuotaExhausted, RateLimited, Transient
+from deckgen.llm.client import (
+    Completion,
+    ContextOverflow,
+    QuotaExhausted,
+    RateLimited,
+    Transient,
+)
 from deckgen.llm.router import CallStats, Router, Unavailable
 from deckgen.privacy import (
     EXTERNAL_ROUTES,
@@ -52,6 +58,9 @@ class SectionResult:
     failovers: list[dict[str, str]] = field(default_factory=list)
     overflow_refits: int = 0
     policy: str = "open"  # the privacy policy applied: open | confidential:...
+    # seconds spent in each step: select (examples), render, count (tokens), model, parse
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("select", "render", "count", "model", "parse"), 0.0))
     repaired: bool = False
     examples_used: list[str] = field(default_factory=list)
     examples_dropped: list[str] = field(default_factory=list)
@@ -139,61 +148,92 @@ def generate_section(gen: Generator, spec: SectionSpec, brief: Brief, route: str
     return result
 
 
+class _TimedCounter:
+    """Counts tokens like the route's counter, adding the time it takes to `timings`."""
+
+    def __init__(self, counter: TokenCounter, timings: dict[str, float],
+                 clock: Callable[[], float]) -> None:
+        self.counter, self.timings, self.clock = counter, timings, clock
+        self.name = counter.name
+
+    def count(self, messages: list[dict[str, str]]) -> int:
+        start = self.clock()
+        try:
+            return self.counter.count(messages)
+        finally:
+            self.timings["count"] += self.clock() - start
+
+
 def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
                   exclude_case: str | None, result: SectionResult, stats: CallStats) -> None:
+    clock, timings = gen.clock, result.timings
     route = gen.router.route(name)
     result.route, result.model = route.name, route.model
     # Confidential text leaves our hardware only redacted (see deckgen/privacy.py).
     redactor = Redactor(brief) if result.policy == REDACTED and name in EXTERNAL_ROUTES \
         else None
+    start = clock()
     examples = [s.case for s in select_examples(brief, gen.cases, spec.name,
                                                 exclude=exclude_case)]
+    timings["select"] += clock() - start
     budget = min(spec.max_prompt_tokens, route.context - spec.max_completion_tokens)
     schema = spec.json_schema()
+    counter = _TimedCounter(route.counter, timings, clock)
 
     def render(ex: list[Case], b: Brief) -> list[dict[str, str]]:
         return gen.renderer.render_prompt(spec, b, ex)
 
-    def ask(render_fn: Callable[[list[Case], Brief], list[dict[str, str]]]) -> str:
-        nonlocal budget
-        fit = fit_budget(render_fn, brief, examples, route.counter, budget)
+    def fitted(render_fn: Callable[[list[Case], Brief], list[dict[str, str]]]) -> Fit:
+        start, counted = clock(), timings["count"]
+        fit = fit_budget(render_fn, brief, examples, counter, budget)
+        timings["render"] += clock() - start - (timings["count"] - counted)
         result.budget, result.counted_prompt_tokens = budget, fit.prompt_tokens
         result.examples_used, result.examples_dropped = fit.examples_used, fit.examples_dropped
         result.notes_trimmed_chars = fit.notes_trimmed_chars
         result.prompt_messages = fit.messages
-        sent = redactor.messages(fit.messages) if redactor else fit.messages
+        return fit
+
+    def call(fit: Fit) -> Completion:
+        start = clock()
         try:
-            answer = gen.router.complete(
-                name, sent, section=spec.name, schema=schema,
-                max_tokens=spec.max_completion_tokens, temperature=gen.temperature,
-                prompt_tokens=fit.prompt_tokens, stats=stats)
+            return gen.router.complete(
+                name, redactor.messages(fit.messages) if redactor else fit.messages,
+                section=spec.name, schema=schema, max_tokens=spec.max_completion_tokens,
+                temperature=gen.temperature, prompt_tokens=fit.prompt_tokens, stats=stats)
+        finally:
+            timings["model"] += clock() - start
+
+    def ask(render_fn: Callable[[list[Case], Brief], list[dict[str, str]]]) -> str:
+        nonlocal budget
+        try:
+            answer = call(fitted(render_fn))
         except ContextOverflow:
             # Never expected (counts are exact), so re-fit once with a smaller budget; a
             # second overflow propagates and fails the section.
             budget = int(budget * OVERFLOW_SHRINK)
             result.overflow_refits += 1
-            fit = fit_budget(render_fn, brief, examples, route.counter, budget)
-            result.budget, result.counted_prompt_tokens = budget, fit.prompt_tokens
-            result.prompt_messages = fit.messages
-            sent = redactor.messages(fit.messages) if redactor else fit.messages
-            answer = gen.router.complete(
-                name, sent, section=spec.name, schema=schema,
-                max_tokens=spec.max_completion_tokens, temperature=gen.temperature,
-                prompt_tokens=fit.prompt_tokens, stats=stats)
+            answer = call(fitted(render_fn))
         result.model = answer.model
         result.prompt_tokens += answer.prompt_tokens
         result.completion_tokens += answer.completion_tokens
         return answer.text
 
+    def parse(text: str) -> tuple[dict[str, Any] | None, list[str]]:
+        start = clock()
+        try:
+            return parse_output(spec, text)
+        finally:
+            timings["parse"] += clock() - start
+
     text = ask(render)
-    content, problems = parse_output(spec, text)
+    content, problems = parse(text)
     if content is None:
         # One repair turn. It must fit the same budget, so it is fitted like the first
         # prompt: the examples give way before the answer being repaired does.
         repair = gen.renderer.render_repair(spec, text, problems)
         result.repaired = True
         text = ask(lambda ex, b: render(ex, b) + repair)
-        content, problems = parse_output(spec, text)
+        content, problems = parse(text)
         if content is None:
             raise OutputError(
                 f"the {spec.name} section's answer did not match its format after one "

@@ -1,0 +1,333 @@
+"""All of deckgen's benchmarks; writes bench/RESULTS.md.   make bench   (or: python bench/run.py)
+
+1. deck latency against its limit (the slowest section's model time) and our own overhead
+2. sections one after another (the first version's way) against concurrently
+3. batch throughput through POST /v1/batches against a model capped at N streams
+4. service overhead: POST /v1/preview under gunicorn's default settings, zero-latency model
+5. token budget fitting of a 100 KB brief, time and peak memory
+6. one deck on the embedded local model on this machine
+Benchmarks are not tests: nothing here fails on a number."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import requests  # noqa: E402
+from openai import OpenAI  # noqa: E402
+
+from bench.model_server import PROFILES, ModelServer, Profile  # noqa: E402
+from deckgen.brief import MAX_NOTES_BYTES, load_brief, parse_brief  # noqa: E402
+from deckgen.budget import TiktokenCounter, fit_budget  # noqa: E402
+from deckgen.config import Config  # noqa: E402
+from deckgen.deck import generate_deck, generate_section  # noqa: E402
+from deckgen.examples import select_examples  # noqa: E402
+from deckgen.jobs import make_generator  # noqa: E402
+from deckgen.llm.client import ModelRoute  # noqa: E402
+from deckgen.llm.local import free_port  # noqa: E402
+from deckgen.llm.router import Router  # noqa: E402
+from deckgen.writers.pptx import write_pptx  # noqa: E402
+
+BRIEF_FILE = ROOT / "examples" / "briefs" / "harbor-logistics.json"
+WARMUP_FILE = ROOT / "examples" / "briefs" / "retail-bank-complaints.json"
+OUT: list[str] = []
+
+
+def emit(line: str = "") -> None:
+    print(line, flush=True)
+    OUT.append(line)
+
+
+def table(head: list[str], rows: list[list[object]]) -> None:
+    emit("| " + " | ".join(head) + " |")
+    emit("|" + "|".join(" --- " for _ in head) + "|")
+    for row in rows:
+        emit("| " + " | ".join(str(c) for c in row) + " |")
+    emit()
+
+
+def generator_on(url: str, model: str = "bench", context: int = 8192):
+    route = ModelRoute("self-hosted", model, context, TiktokenCounter("gpt-4o"),
+                       OpenAI(base_url=url, api_key="x", max_retries=0, timeout=600),
+                       "json_schema")
+    return make_generator(Config.from_env({}), Router(lambda n: route, ["self-hosted"]))
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def deck_latency() -> None:
+    emit("## 1. Deck latency against the limit\n")
+    emit("The limit for one deck is its slowest section's model time; `ratio` = deck wall "
+         "time / that. Overhead is deckgen's own time per deck (all five sections' example "
+         "selection, rendering, token counting, parsing, and writing the .pptx).\n")
+    brief = load_brief(BRIEF_FILE.read_text())
+    rows, steps = [], []
+    for name in ("gpt4-like", "vllm-like"):
+        server = ModelServer(PROFILES[name]).start()
+        gen = generator_on(server.url)
+        specs = list(gen.specs.values())
+        # warm up connections and templates on another brief: the measured deck's own
+        # brief must not be in the token-count cache already
+        generate_deck(gen, load_brief(WARMUP_FILE.read_text()), specs)
+        deck = generate_deck(gen, brief, specs)
+        start = time.perf_counter()
+        write_pptx(deck, Path(tempfile.mkdtemp()) / "deck.pptx")
+        writing = time.perf_counter() - start
+        slowest = max(s.timings["model"] for s in deck.sections)
+        sums = {k: sum(s.timings[k] for s in deck.sections)
+                for k in ("select", "render", "count", "parse")}
+        overhead = sum(sums.values()) + writing
+        rows.append([name, f"{deck.seconds:.2f}", f"{slowest:.2f}",
+                     f"{deck.seconds / slowest:.3f}", ms(overhead)])
+        steps.append([name, *(ms(sums[k]) for k in ("select", "render", "count", "parse")),
+                      ms(writing)])
+        server.stop()
+    table(["profile", "deck wall (s)", "slowest section's model time (s)", "ratio",
+           "deckgen overhead (ms)"], rows)
+    table(["profile", "select examples (ms)", "render prompts (ms)", "count tokens (ms)",
+           "parse (ms)", "write .pptx (ms)"], steps)
+
+
+def sequential_vs_concurrent() -> None:
+    emit("## 2. Sequential against concurrent sections (gpt4-like)\n")
+    brief = load_brief(BRIEF_FILE.read_text())
+    server = ModelServer(PROFILES["gpt4-like"]).start()
+    gen = generator_on(server.url)
+    specs = list(gen.specs.values())
+    start = time.perf_counter()
+    for spec in specs:
+        generate_section(gen, spec, brief)
+    sequential = time.perf_counter() - start
+    concurrent = generate_deck(gen, brief, specs).seconds
+    server.stop()
+    table(["mode", "deck wall (s)"], [["one section after another", f"{sequential:.2f}"],
+                                      ["concurrent", f"{concurrent:.2f}"],
+                                      ["speed-up", f"{sequential / concurrent:.2f}x"]])
+
+
+def batch_throughput(decks: int, cap: int, workers: int) -> None:
+    emit(f"## 3. Batch throughput: {decks} decks through POST /v1/batches\n")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from deckgen.api import create_app
+    from deckgen.auth import new_key
+    from deckgen.store import Store
+    from tests.fake_google import FakeGoogle
+    from tests.slides_fixtures import realistic_template
+
+    tmp = Path(tempfile.mkdtemp(prefix="deckgen-bench-"))
+    google = FakeGoogle().start()
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    sa = tmp / "sa.json"
+    sa.write_text(__import__("json").dumps({
+        "type": "service_account", "project_id": "p", "private_key_id": "k",
+        "private_key": pem, "client_email": "d@p.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": google.token_url}))
+    ids = [google.add_presentation(realistic_template(), owner_token="service-account")
+           for _ in range(decks)]
+    profile = Profile(PROFILES["vllm-like"].ttft, PROFILES["vllm-like"].tps, cap)
+    server = ModelServer(profile).start()
+    config = Config.from_env({
+        "DECKGEN_OUTPUT_DIR": str(tmp / "decks"), "DECKGEN_WORKERS": str(workers),
+        "GOOGLE_APPLICATION_CREDENTIALS": str(sa), "DECKGEN_GOOGLE_API_ENDPOINT": google.url,
+        "DECKGEN_DRIVE_API_ENDPOINT": google.url,
+        "DECKGEN_SLIDES_WRITES_PER_MINUTE": "1000000"})
+    route = ModelRoute("self-hosted", "bench", 8192, TiktokenCounter("gpt-4o"),
+                       OpenAI(base_url=server.url, api_key="x", max_retries=0, timeout=600),
+                       "json_schema")
+    store = Store(str(tmp / "db.sqlite3"))
+    # the self-hosted route's production limits (16 requests in flight)
+    app = create_app(config, store=store, router=Router(lambda n: route, ["self-hosted"],
+                                                        limits=config.limits))
+    api_key, digest = new_key()
+    store.add_key("bench", digest)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    client = app.test_client()
+    brief = {"client": "Harbor Logistics", "notes": "Trucks queue at the gates."}
+    start = time.monotonic()
+    batch = client.post("/v1/batches", headers=headers, json={
+        "items": [{"presentation_id": d, "brief": brief} for d in ids]}).get_json()["id"]
+    while True:
+        view = client.get(f"/v1/batches/{batch}", headers=headers).get_json()
+        if view["counts"]["queued"] + view["counts"]["running"] == 0:
+            break
+        time.sleep(0.2)
+    wall = time.monotonic() - start
+    app.extensions["deckgen"]["runner"].stop()
+    saturated = server.saturated_seconds()
+    server.stop()
+    google.stop()
+    emit(f"Model: vllm-like ({profile.ttft} s to first token, {profile.tps:.0f} tok/s per "
+         f"stream), capped at {cap} concurrent streams; {workers} deck workers (up to "
+         f"{workers * 5} sections in flight, {config.limits['self-hosted'].concurrency} at "
+         "once on the route); decks written to the fake Slides server.\n")
+    table(["decks", "done", "wall (s)", "decks / minute", "model requests",
+           "time the server was at its cap"],
+          [[decks, view["counts"]["done"], f"{wall:.1f}", f"{decks / wall * 60:.1f}",
+            server.requests, f"{saturated / wall:.0%}"]])
+
+
+def service_overhead(seconds: float, clients: int) -> None:
+    emit("## 4. Service overhead: POST /v1/preview under gunicorn, zero-latency model\n")
+    server = ModelServer(PROFILES["zero"]).start()
+    tmp = Path(tempfile.mkdtemp(prefix="deckgen-svc-"))
+    env = {**os.environ, "DECKGEN_DATABASE_URL": str(tmp / "db.sqlite3"),
+           "DECKGEN_SELF_HOSTED_URL": server.url, "DECKGEN_SELF_HOSTED_MODEL": "zero",
+           "DECKGEN_OUTPUT_DIR": str(tmp / "decks")}
+    key = subprocess.run([sys.executable, "-m", "deckgen.cli", "keys", "create", "bench"],
+                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    port = free_port()
+    gunicorn = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}",
+         "deckgen.api:create_app()"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "gunicorn.log", "wb"))  # noqa: SIM115
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if requests.get(f"{url}/healthz", timeout=5).ok:
+                break
+        except requests.RequestException:  # not listening yet, or still importing
+            time.sleep(0.1)
+    body = {"brief": {"client": "Harbor Logistics", "notes": "Trucks queue at the gates."}}
+    headers = {"Authorization": f"Bearer {key}"}
+    requests.post(f"{url}/v1/preview", json=body, headers=headers, timeout=60)  # warm
+    latencies: list[float] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def client() -> None:
+        session = requests.Session()
+        while time.monotonic() < stop:
+            t = time.perf_counter()
+            answer = session.post(f"{url}/v1/preview", json=body, headers=headers, timeout=60)
+            elapsed = time.perf_counter() - t
+            if answer.status_code == 200:
+                with lock:
+                    latencies.append(elapsed)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - started
+    gunicorn.terminate()
+    gunicorn.wait(10)
+    server.stop()
+    lat = sorted(latencies)
+
+    def q(p: float) -> str:
+        return ms(lat[min(len(lat) - 1, int(p * len(lat)))])
+
+    emit(f"gunicorn with its defaults (1 sync worker), {clients} client threads for "
+         f"{seconds:.0f} s; each preview writes all five sections (five model calls).\n")
+    table(["requests", "requests / s", "p50 (ms)", "p95 (ms)", "p99 (ms)"],
+          [[len(lat), f"{len(lat) / wall:.1f}", q(0.5), q(0.95), q(0.99)]])
+
+
+def budget_fitting() -> None:
+    emit("## 5. Token budget fitting of a 100 KB brief\n")
+    config = Config.from_env({})
+    gen = generator_on("http://127.0.0.1:9/v1")
+    line = ("Discovery call: dispatch rebuilds the plan in Excel each morning because the TMS "
+            "plan is stale; carriers miss slots, detention fees grow at the DCs. ")
+    notes = (line * (MAX_NOTES_BYTES // len(line) + 1))[:MAX_NOTES_BYTES]
+    brief = parse_brief({"client": "Harbor Logistics", "industry": "Logistics",
+                         "notes": notes})
+    rows = []
+    for label, counter, context in (("gpt-4o (tiktoken o200k)", TiktokenCounter("gpt-4o"),
+                                     128000),
+                                    ("local SmolLM2 (llama.cpp vocab)", None,
+                                     config.local_context)):
+        if counter is None:
+            from deckgen.llm.local import LlamaCounter
+
+            counter = LlamaCounter(config.local_model_path)
+        tracemalloc.start()
+        start = time.perf_counter()
+        tokens = []
+        for spec in gen.specs.values():
+            examples = [s.case for s in select_examples(brief, gen.cases, spec.name)]
+            budget = min(spec.max_prompt_tokens, context - spec.max_completion_tokens)
+            fit = fit_budget(lambda ex, b, spec=spec: gen.renderer.render_prompt(spec, b, ex),
+                             brief, examples, counter, budget)
+            tokens.append(fit.prompt_tokens)
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        rows.append([label, ms(elapsed), ms(elapsed / 5), f"{peak / 2**20:.1f}",
+                     f"{min(tokens)}-{max(tokens)}"])
+    table(["counter", "five sections (ms)", "per section (ms)",
+           "peak Python memory (MiB)", "prompt tokens after fitting"], rows)
+
+
+def local_model() -> None:
+    emit("## 6. One deck on the embedded local model\n")
+    config = Config.from_env({})
+    router = Router.from_config(config)
+    try:
+        start = time.perf_counter()
+        router.route("local")
+        ready = time.perf_counter() - start
+        gen = make_generator(config, router)
+        deck = generate_deck(gen, load_brief(BRIEF_FILE.read_text()),
+                             list(gen.specs.values()))
+    finally:
+        router.close()
+    table(["model start (s)", "deck (s)", "slowest section (s)", "sum of sections (s)",
+           "completion tokens"],
+          [[f"{ready:.1f}", f"{deck.seconds:.1f}",
+            f"{max(s.seconds for s in deck.sections):.1f}",
+            f"{sum(s.seconds for s in deck.sections):.1f}",
+            sum(s.completion_tokens for s in deck.sections)]])
+    emit("llama.cpp's server runs one request at a time, so on this route the deck takes "
+         "the sum of its sections, not the slowest one.\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--decks", type=int, default=200)
+    parser.add_argument("--cap", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--load-seconds", type=float, default=15)
+    parser.add_argument("--skip-local", action="store_true")
+    args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    started = time.monotonic()
+    emit("# deckgen benchmark results\n")
+    emit(f"Written by `make bench` (`python bench/run.py`) on "
+         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {platform.machine()}, "
+         f"{os.cpu_count()} CPUs, Python {platform.python_version()}. The model servers are "
+         "bench/model_server.py on 127.0.0.1 unless said otherwise.\n")
+    deck_latency()
+    sequential_vs_concurrent()
+    batch_throughput(args.decks, args.cap, args.workers)
+    service_overhead(args.load_seconds, 8)
+    budget_fitting()
+    if not args.skip_local:
+        local_model()
+    emit(f"All benchmarks took {time.monotonic() - started:.0f} s.")
+    (ROOT / "bench" / "RESULTS.md").write_text("\n".join(OUT) + "\n")
+
+
+if __name__ == "__main__":
+    main()
