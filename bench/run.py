@@ -299,8 +299,9 @@ def local_model() -> None:
             f"{max(s.seconds for s in deck.sections):.1f}",
             f"{sum(s.seconds for s in deck.sections):.1f}",
             sum(s.completion_tokens for s in deck.sections)]])
-    emit("llama.cpp's server runs one request at a time, so on this route the deck takes "
-         "the sum of its sections, not the slowest one.\n")
+    emit("llama.cpp's server runs one request at a time: the sections queue for it, each "
+         "section's seconds include that wait, and the deck takes the sum of the model "
+         "times, not the slowest one.\n")
 
 
 def main() -> None:
