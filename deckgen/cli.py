@@ -20,7 +20,7 @@ from deckgen.examples import load_cases
 from deckgen.llm.router import Router
 from deckgen.prompts import PromptRenderer
 from deckgen.sections import SectionSpec, load_specs, pick_sections
-from deckgen.writers.pptx import write_pptx
+from deckgen.writers.pptx import open_template, write_pptx
 from deckgen.writers.slides import (
     SlidesWriter,
     service_account_credentials,
@@ -109,6 +109,8 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     chosen = pick_sections(specs, wanted)
     out = args.out or Path("out") / f"{Path(source).stem if source != 'stdin' else 'deck'}.pptx"
     writer, presentation = None, args.presentation
+    if args.pptx_template:
+        open_template(args.pptx_template)  # a bad template fails before any model time
     if args.template and not args.title:
         raise ConfigError("--template needs --title for the new deck")
     if args.presentation or args.template:

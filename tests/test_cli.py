@@ -54,6 +54,13 @@ def test_malformed_json_is_one_clear_line(tmp_path):
     assert not (tmp_path / "x.pptx").exists()
 
 
+def test_a_bad_pptx_template_fails_before_any_model_time(tmp_path):
+    run = deckgen("generate", BRIEF, "--pptx-template", ROOT / "README.md",
+                  "--out", tmp_path / "x.pptx", env={"DECKGEN_LOCAL_URL": "http://127.0.0.1:9/v1"})
+    assert run.returncode == 2 and "not a .pptx file" in run.stderr
+    assert "model ready" not in run.stderr
+
+
 def test_unknown_section_and_missing_file_are_clear(tmp_path):
     run = deckgen("generate", BRIEF, "--sections", "pricing", "--out", tmp_path / "x.pptx")
     assert run.returncode == 2 and "unknown section(s) pricing" in run.stderr

@@ -17,6 +17,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pptx import Presentation
 from pptx.exc import PackageNotFoundError
@@ -75,13 +76,20 @@ def _frame_text(frame: TextFrame) -> str:
     return "\n".join(p.text for p in frame.paragraphs)
 
 
+def open_template(template: Path | None = None) -> Any:
+    """The template as a python-pptx Presentation, or a TemplateError saying why not (the CLI
+    calls this before any model time is spent)."""
+    source = template or DEFAULT_TEMPLATE
+    try:
+        return Presentation(str(source))
+    except (PackageNotFoundError, FileNotFoundError, KeyError, ValueError) as exc:
+        raise TemplateError(f"cannot open template {source}: not a .pptx file ({exc})") from None
+
+
 def write_pptx(deck: DeckContent, out: Path, template: Path | None = None) -> WriteReport:
     """Fill the template and save it at `out` atomically (a crash never leaves half a file)."""
     source = template or DEFAULT_TEMPLATE
-    try:
-        prs = Presentation(str(source))
-    except (PackageNotFoundError, FileNotFoundError, KeyError, ValueError) as exc:
-        raise TemplateError(f"cannot open template {source}: not a .pptx file ({exc})") from None
+    prs = open_template(template)
     facts = {
         "client": deck.brief.client,
         "industry": deck.brief.industry,
