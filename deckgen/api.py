@@ -171,14 +171,17 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
     def submit(who: Caller, req: dict[str, Any], batch_id: str | None = None,
                key: str | None = None) -> tuple[Job, bool]:
         chosen = pick_sections(specs, req["sections"])
+        if who.owner.startswith("google:") and not who.user_token and req["target"] != "pptx":
+            raise InvalidRequest("a person's deck is edited with their own Google token: send "
+                                 "it in the X-Goog-User-Token header", field="X-Goog-User-Token")
+        if who.user_token and dispatch is not None and req["target"] != "pptx":
+            raise InvalidRequest("this server runs jobs on Celery workers, which cannot act "
+                                 "with a person's token; share the deck with the service "
+                                 "account instead")
         job, created = store.create_job(who.owner, req, initial_progress(chosen),
                                         presentation_id=req.get("presentation_id"),
                                         batch_id=batch_id, idempotency_key=key)
         if created and who.user_token:
-            if dispatch is not None:
-                raise InvalidRequest("this server runs jobs on Celery workers, which cannot "
-                                     "act with a person's token; share the deck with the "
-                                     "service account instead")
             runner.user_tokens[job.id] = who.user_token
         if created and dispatch is not None:
             dispatch(job.id)

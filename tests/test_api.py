@@ -304,3 +304,11 @@ def test_a_template_job_copies_once_and_fills_the_copy(tmp_path, fake_router, is
         assert google.shape_text(template, "cs_body") == "{{current_state}}\n"
     finally:
         app.extensions["deckgen"]["runner"].stop()
+
+
+def test_a_person_must_send_their_google_token_to_fill_a_deck(service, issuer):
+    client, _ = service
+    rep = {"Authorization": f"Bearer {issuer.token()}"}
+    answer = client.post("/v1/jobs", headers=rep, json={"brief": BRIEF, "presentation_id": "d"})
+    assert answer.status_code == 422
+    assert answer.get_json()["error"]["field"] == "X-Goog-User-Token"
