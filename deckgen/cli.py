@@ -48,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default DECKGEN_ROUTE or auto)")
     gen.add_argument("--json", type=Path, help="also write the sections and timings as JSON")
 
+    ev = sub.add_parser("eval", help="compare routes and prompt variants on the solved cases")
+    ev.add_argument("--cases", type=Path, help="the examples folder (default DECKGEN_EXAMPLES_DIR)")
+    ev.add_argument("--routes", default="local", help="comma-separated routes (default local)")
+    ev.add_argument("--prompts-variant", type=Path, action="append", default=[],
+                    help="a folder of prompt files that replace the default ones "
+                    "(e.g. prompts/variants/plain); repeatable")
+    ev.add_argument("--sections", help="comma-separated sections (default: all)")
+    ev.add_argument("--limit", type=int, help="use only the first N cases")
+    ev.add_argument("--out", type=Path, default=Path("report"), help="report folder")
+
     serve = sub.add_parser("serve", help="run the HTTP service (development server; use "
                            "gunicorn in production, see the README)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -164,6 +174,42 @@ def slides_writer(config: Config) -> SlidesWriter:
                         drive_endpoint=config.google_drive_endpoint)
 
 
+def cmd_eval(args: argparse.Namespace, config: Config) -> int:
+    from deckgen.evaluation import Variant, evaluate, summary_table, write_report
+
+    examples = args.cases or config.examples_dir
+    dirs = [config.prompts_dir, *args.prompts_variant]
+    routes = [r.strip() for r in args.routes.split(",") if r.strip()]
+    variants = [Variant(r if len(dirs) == 1 else f"{r}:{d.name}", r, d)
+                for r in routes for d in dirs]
+    specs = load_specs(config.prompts_dir)
+    wanted = [s.strip() for s in args.sections.split(",")] if args.sections else None
+    pick_sections(specs, wanted)
+    cases = load_cases(examples, specs)[: args.limit]
+    router = Router.from_config(config)
+
+    def generator_for(variant: Variant) -> Generator:
+        # a variant folder holds only the prompt files it changes (an overlay)
+        own = (variant.prompts_dir / "sections.yaml").is_file()
+        variant_specs = load_specs(variant.prompts_dir if own else config.prompts_dir)
+        overlay = None if variant.prompts_dir == config.prompts_dir else variant.prompts_dir
+        return Generator(variant_specs, load_cases(examples, variant_specs),
+                         PromptRenderer(config.prompts_dir, overlay), router,
+                         temperature=config.temperature, privacy=config.privacy)
+
+    try:
+        for route in routes:
+            router.route(router.resolve(route))  # configuration errors before any work
+        report = evaluate(cases, variants, generator_for, wanted,
+                          progress=lambda line: print(line, file=sys.stderr, flush=True))
+    finally:
+        router.close()
+    paths = write_report(report, args.out)
+    print(summary_table(report))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from deckgen.api import create_app
 
@@ -190,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = Config.from_env()
-        command = {"generate": cmd_generate, "serve": cmd_serve, "keys": cmd_keys}
+        command = {"generate": cmd_generate, "eval": cmd_eval, "serve": cmd_serve,
+                   "keys": cmd_keys}
         return command[args.command](args, config)
     except DeckgenError as exc:
         print(f"deckgen: error: {exc.message}", file=sys.stderr)

@@ -22,9 +22,12 @@ Message = dict[str, str]
 
 
 class PromptRenderer:
-    def __init__(self, prompts_dir: Path) -> None:
+    def __init__(self, prompts_dir: Path, overlay: Path | None = None) -> None:
+        # An overlay (a prompt variant) holds only the templates it changes; the rest come
+        # from prompts_dir.
+        paths = [str(overlay), str(prompts_dir)] if overlay else [str(prompts_dir)]
         self.env = Environment(
-            loader=FileSystemLoader(str(prompts_dir)),
+            loader=FileSystemLoader(paths),
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,

@@ -1,0 +1,208 @@
+"""Evaluating models and prompts side by side on the solved cases (leave-one-out: a case is
+never its own few-shot example), and writing the report (JSON, Markdown, HTML with charts).
+
+Per section and overall: schema validity and repair rate, fit to the slide (item count and
+length within the spec), grounding (names and numbers in the output found neither in the
+brief nor in the section's instructions, as a rate: a hallucination signal), ROUGE-L overlap
+with the reference section (rouge-score), latency and tokens."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import html
+import io
+import json
+import re
+import statistics
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deckgen import __version__
+from deckgen.deck import Generator, SectionResult, generate_deck
+from deckgen.examples import Case
+from deckgen.sections import SectionSpec
+
+_ENTITY = re.compile(r"\d[\d,.]*%?|\b[A-Z][A-Za-z&'-]{1,}\b")
+METRICS = ("valid", "repaired", "fits", "ungrounded_rate", "rouge_l", "seconds",
+           "prompt_tokens", "completion_tokens")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One column of the report: a route, and the prompts directory it is asked with."""
+
+    name: str
+    route: str
+    prompts_dir: Path
+
+
+def entities(text: str) -> set[str]:
+    """Numbers and capitalised words: what a hallucinated fact is made of."""
+    return {m.group(0).rstrip(".,") for m in _ENTITY.finditer(text)}
+
+
+def section_metrics(spec: SectionSpec, result: SectionResult, case: Case,
+                    instructions: str, scorer: Any) -> dict[str, float]:
+    reference = case.sections[spec.name]
+    ref_text = " ".join([str(reference["title"]), *spec.lines(reference)])
+    row = {"valid": float(result.status == "ok"), "repaired": float(result.repaired),
+           "seconds": result.seconds, "prompt_tokens": float(result.prompt_tokens),
+           "completion_tokens": float(result.completion_tokens)}
+    if result.content is None:
+        return {**row, "fits": 0.0, "ungrounded_rate": 1.0, "rouge_l": 0.0}
+    items = result.content.get(spec.list_key, [])
+    limit = spec.item_chars or sum((spec.item_fields or {}).values()) + 6
+    fits = spec.min_items <= len(items) <= spec.max_items and all(
+        len(line) <= limit for line in result.lines)
+    text = " ".join([result.title, *result.lines])
+    source = (json.dumps(case.brief.to_dict(), ensure_ascii=False) + " " + instructions).lower()
+    found = entities(text)
+    ungrounded = [e for e in found if e.lower() not in source]
+    return {**row, "fits": float(fits),
+            "ungrounded_rate": len(ungrounded) / len(found) if found else 0.0,
+            "rouge_l": scorer.score(ref_text, text)["rougeL"].fmeasure}
+
+
+def evaluate(cases: list[Case], variants: list[Variant],
+             generator_for: Callable[[Variant], Generator], sections: list[str] | None = None,
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every case through every variant and collect per-section metrics."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rows: list[dict[str, Any]] = []
+    prompts: dict[str, str] = {}
+    models: dict[str, set[str]] = {}
+    total, done = len(cases) * len(variants), 0
+    for variant in variants:
+        gen = generator_for(variant)
+        specs = [s for s in gen.specs.values() if not sections or s.name in sections]
+        prompts[variant.name] = prompts_digest(variant.prompts_dir)
+        for case in cases:
+            deck = generate_deck(gen, case.brief, specs, variant.route, exclude_case=case.id)
+            for spec, result in zip(specs, deck.sections, strict=True):
+                assert case.id not in result.examples_used  # leave-one-out holds
+                system = result.prompt_messages[0]["content"] if result.prompt_messages else ""
+                metrics = section_metrics(spec, result, case, system, scorer)
+                rows.append({"variant": variant.name, "case": case.id, "section": spec.name,
+                             "model": result.model, "error": result.error, **metrics})
+                if result.model:
+                    models.setdefault(variant.name, set()).add(result.model)
+            done += 1
+            if progress:
+                progress(f"[{done}/{total}] {variant.name}: {case.id} "
+                         f"({deck.seconds:.1f}s)")
+    return {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "code_version": code_version(), "variants": [
+                {"name": v.name, "route": v.route, "prompts_dir": str(v.prompts_dir),
+                 "prompts_sha256": prompts[v.name], "models": sorted(models.get(v.name, []))}
+                for v in variants],
+            "cases": [c.id for c in cases], "rows": rows,
+            "summary": summarise(rows, [v.name for v in variants])}
+
+
+def summarise(rows: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for variant in variants:
+        mine = [r for r in rows if r["variant"] == variant]
+        by_section: dict[str, dict[str, float]] = {}
+        for section in dict.fromkeys(r["section"] for r in mine):
+            these = [r for r in mine if r["section"] == section]
+            by_section[section] = {m: statistics.fmean(r[m] for r in these) for m in METRICS}
+        overall = {m: statistics.fmean(r[m] for r in mine) for m in METRICS} if mine else {}
+        out[variant] = {"overall": overall, "sections": by_section}
+    return out
+
+
+def prompts_digest(prompts_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(prompts_dir.glob("*")):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def code_version() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=Path(__file__).parent, timeout=5)
+        if rev.returncode == 0:
+            return f"{__version__}+g{rev.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return __version__
+
+
+LABELS = {"valid": "schema valid", "repaired": "repaired", "fits": "fits the slide",
+          "ungrounded_rate": "ungrounded names/numbers", "rouge_l": "ROUGE-L vs reference",
+          "seconds": "seconds", "prompt_tokens": "prompt tokens",
+          "completion_tokens": "completion tokens"}
+
+
+def summary_table(report: dict[str, Any]) -> str:
+    variants = [v["name"] for v in report["variants"]]
+    lines = ["| metric (overall) | " + " | ".join(variants) + " |",
+             "|---|" + "---:|" * len(variants)]
+    for metric in METRICS:
+        cells = [f"{report['summary'][v]['overall'].get(metric, 0):.3g}" for v in variants]
+        lines.append(f"| {LABELS[metric]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _charts(report: dict[str, Any]) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = [v["name"] for v in report["variants"]]
+    charts = {}
+    for metric in METRICS:
+        fig, ax = plt.subplots(figsize=(5, 2.6), dpi=100)
+        values = [report["summary"][v]["overall"].get(metric, 0) for v in variants]
+        ax.bar(variants, values, color="#138d90")
+        ax.set_title(LABELS[metric])
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        charts[metric] = base64.b64encode(buffer.getvalue()).decode()
+    return charts
+
+
+def write_report(report: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    header = [f"# deckgen evaluation, {report['created']}", "",
+              f"Code {report['code_version']}; {len(report['cases'])} cases, leave-one-out. "
+              "ungrounded = share of names and numbers in the output found neither in the "
+              "brief nor in the section's instructions (lower is better).", ""]
+    for v in report["variants"]:
+        header.append(f"- **{v['name']}**: route `{v['route']}`, models "
+                      f"{', '.join(v['models']) or '-'}, prompts `{v['prompts_dir']}` "
+                      f"(sha256 {v['prompts_sha256']})")
+    sections = ["", summary_table(report), "", "## Per section", ""]
+    variants = [v["name"] for v in report["variants"]]
+    sections.append("| section | variant | " + " | ".join(LABELS[m] for m in METRICS) + " |")
+    sections.append("|---|---|" + "---:|" * len(METRICS))
+    for name in report["summary"][variants[0]]["sections"]:
+        for v in variants:
+            values = report["summary"][v]["sections"].get(name, {})
+            sections.append(f"| {name} | {v} | " + " | ".join(
+                f"{values.get(m, 0):.3g}" for m in METRICS) + " |")
+    markdown = "\n".join(header + sections) + "\n"
+    paths = [out / "report.json", out / "report.md", out / "report.html"]
+    paths[0].write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    paths[1].write_text(markdown)
+    images = "".join(f'<img alt="{html.escape(LABELS[m])}" src="data:image/png;base64,{png}">'
+                     for m, png in _charts(report).items())
+    paths[2].write_text(
+        "<!doctype html><meta charset='utf-8'><title>deckgen evaluation</title>"
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}</style>"
+        f"<pre>{html.escape(markdown)}</pre><h2>Charts</h2>{images}")
+    return paths

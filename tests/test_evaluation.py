@@ -1,0 +1,94 @@
+"""`deckgen eval`: leave-one-out runs of the solved cases, compared across prompt variants."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deckgen.deck import SectionResult
+from deckgen.evaluation import entities, section_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def variant_of(prompts_dir, tmp_path):
+    """The shipped overlay variant: only its _base.j2 differs from prompts/."""
+    variant = prompts_dir / "variants" / "plain"
+    assert sorted(p.name for p in variant.iterdir()) == ["_base.j2"]
+    return variant
+
+
+def run_eval(*args, env):
+    return subprocess.run([sys.executable, "-m", "deckgen.cli", "eval", *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=900)
+
+
+def test_eval_compares_two_prompt_variants_leave_one_out(config, cases, fake_openai, tmp_path):
+    env = {"DECKGEN_SELF_HOSTED_URL": fake_openai.url, "DECKGEN_SELF_HOSTED_MODEL": "m"}
+    run = run_eval("--routes", "self-hosted", "--prompts-variant",
+                   variant_of(config.prompts_dir, tmp_path), "--limit", 3,
+                   "--out", tmp_path / "report", env=env)
+    assert run.returncode == 0, run.stderr
+    assert "[6/6]" in run.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    names = [v["name"] for v in report["variants"]]
+    assert names == ["self-hosted:prompts", "self-hosted:plain"]
+    systems = {b["messages"][0]["content"] for b in fake_openai.requests}
+    assert any("plain words" in s for s in systems) and any("Be specific" in s for s in systems)
+    assert report["variants"][0]["prompts_sha256"] != report["variants"][1]["prompts_sha256"]
+    assert report["variants"][0]["models"] == ["m"]
+    assert len(report["rows"]) == 2 * 3 * 5
+    for row in report["rows"]:
+        assert row["valid"] == 1.0 and 0 <= row["rouge_l"] <= 1
+        assert 0 <= row["ungrounded_rate"] <= 1
+    # leave-one-out: no request shows a case its own finished section as an example
+    by_id = {c.id: c for c in cases}
+    for body in fake_openai.requests:
+        brief_turn = body["messages"][-1]["content"]
+        case = next(c for c in cases[:3] if c.brief.client in brief_turn)
+        answers = [m["content"] for m in body["messages"] if m["role"] == "assistant"]
+        own = json.dumps(by_id[case.id].sections[body["response_format"]["json_schema"]["name"]],
+                         ensure_ascii=False)
+        assert own not in answers
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert html.count("<img") == 8
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "| metric (overall) | self-hosted:prompts | self-hosted:plain |" in markdown
+    assert "| metric (overall)" in run.stdout
+
+
+def test_grounding_flags_names_and_numbers_the_brief_never_gave(specs, cases):
+    from rouge_score import rouge_scorer
+
+    case = next(c for c in cases if c.id == "logistics-freight-visibility")
+    spec = specs["current_state"]
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+
+    def metrics(bullets):
+        content = {"title": "Status today", "bullets": bullets}
+        result = SectionResult(spec.name, spec.label, content=content,
+                               lines=spec.lines(content))
+        return section_metrics(spec, result, case, "", scorer)
+
+    grounded = metrics(["12,000 shipments a day", "4 regional trackers", "SAP TM plans"])
+    invented = metrics(["Acme Corp lost 97 trucks", "Zurich office", "SAP TM plans"])
+    assert grounded["ungrounded_rate"] == 0.0
+    assert invented["ungrounded_rate"] > 0.5
+    assert grounded["fits"] == 1.0 and grounded["valid"] == 1.0
+    assert entities("Acme lost 97.5% in Q3.") >= {"Acme", "97.5%"}
+
+
+@pytest.mark.slow
+def test_eval_on_the_real_local_model(config, tmp_path, local_url):
+    run = run_eval("--routes", "local", "--prompts-variant",
+                   variant_of(config.prompts_dir, tmp_path), "--limit", 1,
+                   "--sections", "skills", "--out", tmp_path / "report",
+                   env={"DECKGEN_LOCAL_URL": local_url})
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert len(report["rows"]) == 2
+    assert all(r["model"].startswith("SmolLM2") for r in report["rows"] if r["valid"])
