@@ -58,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="use only the first N cases")
     ev.add_argument("--out", type=Path, default=Path("report"), help="report folder")
 
+    data = sub.add_parser("dataset", help="fine-tuning data")
+    data_sub = data.add_subparsers(dest="dataset_command", required=True)
+    export = data_sub.add_parser("export", help="write chat-format JSONL from the solved cases")
+    export.add_argument("--out", type=Path, default=Path("train.jsonl"))
+    export.add_argument("--heldout", type=float, default=0.15,
+                        help="share of cases kept out for evaluation (default 0.15)")
+    export.add_argument("--mask-clients", action="store_true",
+                        help="replace client and contact names with placeholders")
+
     serve = sub.add_parser("serve", help="run the HTTP service (development server; use "
                            "gunicorn in production, see the README)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -210,6 +219,26 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_dataset(args: argparse.Namespace, config: Config) -> int:
+    from deckgen.budget import TiktokenCounter
+    from deckgen.dataset import case_rows, export
+
+    if not 0 <= args.heldout < 1:
+        raise ConfigError("--heldout must be at least 0 and below 1")
+    specs = load_specs(config.prompts_dir)
+    gen = Generator(specs, load_cases(config.examples_dir, specs),
+                    PromptRenderer(config.prompts_dir), Router.from_config(config))
+    # the self-hosted model is what gets fine-tuned: fit prompts to its budget
+    model = config.self_hosted_model or "self-hosted"
+    rows = case_rows(gen, TiktokenCounter(model), config.self_hosted_context,
+                     args.mask_clients)
+    counts = export(rows, args.out, args.heldout)
+    print(f"wrote {args.out} ({counts['train']} rows) and "
+          f"{args.out.with_suffix('.heldout.jsonl')} ({counts['heldout']} rows); "
+          f"{counts['duplicates']} duplicates dropped")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from deckgen.api import create_app
 
@@ -236,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = Config.from_env()
-        command = {"generate": cmd_generate, "eval": cmd_eval, "serve": cmd_serve,
-                   "keys": cmd_keys}
+        command = {"generate": cmd_generate, "eval": cmd_eval, "dataset": cmd_dataset,
+                   "serve": cmd_serve, "keys": cmd_keys}
         return command[args.command](args, config)
     except DeckgenError as exc:
         print(f"deckgen: error: {exc.message}", file=sys.stderr)
