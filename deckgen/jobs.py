@@ -244,6 +244,8 @@ class JobRunner:
             self.slides.pace(user_token)
             slides = writer.write(str(presentation_id), deck,
                                   keep_edits=bool(request.get("keep_edits")))
+            if slides.feedback:
+                self.store.record_feedback(slides.presentation_id, job.id, slides.feedback)
             result = {"presentation_id": slides.presentation_id,
                       "url": deck_url(slides.presentation_id), "warnings": slides.warnings,
                       "kept": slides.kept, "api_calls": slides.api_calls}

@@ -82,6 +82,20 @@ MIGRATIONS = [
     """
     ALTER TABLE generations ADD COLUMN policy TEXT NOT NULL DEFAULT 'open'
     """,
+    # 3: what people did with a fill (kept or edited), read back at the next write
+    """
+    CREATE TABLE feedback (
+        id TEXT PRIMARY KEY,
+        presentation_id TEXT NOT NULL,
+        job_id TEXT,
+        section TEXT NOT NULL,
+        part TEXT NOT NULL,
+        state TEXT NOT NULL,
+        text TEXT,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX feedback_deck ON feedback (presentation_id, section)
+    """,
 ]
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -416,6 +430,22 @@ class Store:
                      r["model"], r.get("policy", "open"), json.dumps(r["prompt"]),
                      json.dumps(r["output"]), r["prompt_tokens"], r["completion_tokens"],
                      r["seconds"], now))
+
+    def record_feedback(self, presentation_id: str, job_id: str | None,
+                        rows: list[dict[str, str]]) -> None:
+        now = time.time()
+        with self.tx() as cur:
+            for r in rows:
+                cur.execute("INSERT INTO feedback (id, presentation_id, job_id, section, part, "
+                            "state, text, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (new_id("fb"), presentation_id, job_id, r["section"], r["part"],
+                             r["state"], r.get("text"), now))
+
+    def feedback(self, presentation_id: str) -> list[dict[str, Any]]:
+        with self.tx(readonly=True) as cur:
+            cur.execute("SELECT * FROM feedback WHERE presentation_id = ? "
+                        "ORDER BY created_at, section", (presentation_id,))
+            return [dict(r) for r in cur.fetchall()]
 
     def generations(self, job_id: str) -> list[dict[str, Any]]:
         with self.tx(readonly=True) as cur:

@@ -302,6 +302,16 @@ def test_a_template_job_copies_once_and_fills_the_copy(tmp_path, fake_router, is
         assert store.get_job(job["id"]).presentation_id == copies[0]
         assert "{{" not in google.shape_text(copies[0], "cs_body")
         assert google.shape_text(template, "cs_body") == "{{current_state}}\n"
+        # a rep edits one section; the next fill records what was kept and what edited
+        google.edit_text(copies[0], "cs_body", "Rewritten by the rep")
+        again = client.post("/v1/jobs", headers=headers, json={
+            "brief": BRIEF, "presentation_id": copies[0], "keep_edits": True}).get_json()
+        again = wait_for(client, headers, again["id"])
+        assert again["state"] == "done", again["error"]
+        states = {(f["section"], f["part"]): f["state"] for f in store.feedback(copies[0])}
+        assert states[("current_state", "body")] == "edited"
+        assert states[("data", "body")] == "kept"
+        assert google.shape_text(copies[0], "cs_body") == "Rewritten by the rep\n"
     finally:
         app.extensions["deckgen"]["runner"].stop()
 

@@ -176,3 +176,17 @@ def test_a_service_account_writes_to_a_shared_deck(google, specs, service_accoun
                       slides_endpoint=google.url, drive_endpoint=google.url)
     assert sa.write(pid, sample_deck(specs)).filled == list(specs)
     assert google.calls[0]["path"] == "/token"
+
+
+def test_the_next_write_reads_back_what_people_kept_and_edited(google, specs):
+    pid = google.add_presentation(realistic_template())
+    w = writer(google)
+    first = w.write(pid, sample_deck(specs))
+    assert first.feedback == []  # nothing of ours was there yet
+    google.edit_text(pid, "skills_body", "Our data engineers, not theirs")
+    report = w.write(pid, sample_deck(specs, tag="v2"))
+    states = {(f["section"], f["part"]): f["state"] for f in report.feedback}
+    assert states[("skills", "body")] == "edited"
+    assert states[("data", "body")] == "kept" and states[("data", "title")] == "kept"
+    edited = next(f for f in report.feedback if f["state"] == "edited")
+    assert edited["text"] == "Our data engineers, not theirs"

@@ -25,7 +25,7 @@ def store(request, tmp_path):
 
 
 def test_migrations_are_idempotent(store):
-    assert store.migrate() == store.migrate() == 2
+    assert store.migrate() == store.migrate() == 3
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path):
@@ -103,3 +103,12 @@ def test_generations_are_recorded(store):
         "prompt_tokens": 10, "completion_tokens": 5, "seconds": 1.5}])
     (row,) = store.generations("job_1")
     assert row["route"] == "local" and row["brief_hash"] == "abc"
+
+
+def test_feedback_is_recorded_per_deck(store):
+    store.record_feedback("deck-1", "job_1", [
+        {"section": "data", "part": "body", "state": "edited", "text": "ours"},
+        {"section": "skills", "part": "body", "state": "kept", "text": "theirs"}])
+    rows = store.feedback("deck-1")
+    assert [(r["section"], r["state"]) for r in rows] == [("data", "edited"), ("skills", "kept")]
+    assert store.feedback("deck-2") == []

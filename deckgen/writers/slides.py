@@ -86,6 +86,9 @@ class SlidesReport:
     api_calls: int = 0
     revision_id: str = ""
     conflicts: int = 0
+    # what people did with deckgen's last fill, read from the tags' fingerprints:
+    # {"section", "part", "state": "kept" | "edited", "text"}
+    feedback: list[dict[str, str]] = field(default_factory=list)
 
 
 def fingerprint(text: str) -> str:
@@ -176,6 +179,11 @@ def plan_edits(presentation: dict[str, Any], deck: DeckContent, keep_edits: bool
     requests: list[dict[str, Any]] = []
     marked = {t.section for t in targets}
     for target in targets:
+        if target.tagged and target.fingerprint:
+            edited = fingerprint(target.text) != target.fingerprint
+            report.feedback.append({"section": target.section, "part": target.part,
+                                    "state": "edited" if edited else "kept",
+                                    "text": target.text.strip()})
         result = results.get(target.section)
         if result is None or result.content is None:
             continue
