@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import platform
@@ -122,9 +123,6 @@ def sequential_vs_concurrent() -> None:
 
 def batch_throughput(decks: int, cap: int, workers: int) -> None:
     emit(f"## 3. Batch throughput: {decks} decks through POST /v1/batches\n")
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     from deckgen.api import create_app
     from deckgen.auth import new_key
     from deckgen.store import Store
@@ -133,14 +131,8 @@ def batch_throughput(decks: int, cap: int, workers: int) -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="deckgen-bench-"))
     google = FakeGoogle().start()
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
     sa = tmp / "sa.json"
-    sa.write_text(__import__("json").dumps({
-        "type": "service_account", "project_id": "p", "private_key_id": "k",
-        "private_key": pem, "client_email": "d@p.iam.gserviceaccount.com", "client_id": "1",
-        "token_uri": google.token_url}))
+    sa.write_text(json.dumps(google.service_account_info()))
     ids = [google.add_presentation(realistic_template(), owner_token="service-account")
            for _ in range(decks)]
     profile = Profile(PROFILES["vllm-like"].ttft, PROFILES["vllm-like"].tps, cap)

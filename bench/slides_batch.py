@@ -20,8 +20,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from openai import OpenAI  # noqa: E402
 
 from deckgen.api import create_app  # noqa: E402
@@ -49,14 +47,8 @@ def main() -> None:
 
     google = FakeGoogle().start()
     google.writes_per_minute = args.quota
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
     sa = tmp / "sa.json"
-    sa.write_text(json.dumps({"type": "service_account", "project_id": "p",
-                              "private_key_id": "k", "private_key": pem,
-                              "client_email": "deckgen@p.iam.gserviceaccount.com",
-                              "client_id": "1", "token_uri": google.token_url}))
+    sa.write_text(json.dumps(google.service_account_info()))
     decks = [google.add_presentation(realistic_template(), owner_token="service-account")
              for _ in range(args.decks)]
     model = FakeOpenAI().start()

@@ -84,17 +84,8 @@ def service_account_file(google, tmp_path) -> str:
     """A real service-account key file whose token_uri is the fake Google server."""
     import json
 
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
     path = tmp_path / "service-account.json"
-    path.write_text(json.dumps({
-        "type": "service_account", "project_id": "deckgen-test", "private_key_id": "k1",
-        "private_key": pem, "client_email": "deckgen@deckgen-test.iam.gserviceaccount.com",
-        "client_id": "1", "token_uri": google.token_url}))
+    path.write_text(json.dumps(google.service_account_info()))
     return str(path)
 
 

@@ -612,6 +612,19 @@ class FakeGoogle:
         with self.lock:
             self.failures.extend([(status, reason, headers)] * times)
 
+    def service_account_info(self) -> JSON:
+        """A real service-account key (fresh RSA key) whose token_uri is this server."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        return {"type": "service_account", "project_id": "deckgen-test",
+                "private_key_id": "k1", "private_key": pem,
+                "client_email": "deckgen@deckgen-test.iam.gserviceaccount.com",
+                "client_id": "1", "token_uri": self.token_url}
+
     def shape_text(self, presentation_id: str, object_id: str) -> str:
         shape = find_element(self.presentations[presentation_id], object_id, "shape_text")
         return "".join(e.get("textRun", {}).get("content", "")

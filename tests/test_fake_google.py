@@ -7,8 +7,6 @@ from collections.abc import Iterator
 
 import google_auth_httplib2
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth.exceptions import RefreshError
 from google.oauth2 import service_account
 from google.oauth2.credentials import Credentials
@@ -298,17 +296,8 @@ def test_drive_copy(fake, pid):
     assert error_of(files.copy(fileId="missing", body={}))[0] == 404
 
 
-def service_account_info(fake: FakeGoogle) -> dict:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    return {"type": "service_account", "project_id": "deckgen-test", "private_key_id": "k1",
-            "private_key": pem, "client_email": "deckgen@deckgen-test.iam.gserviceaccount.com",
-            "client_id": "1", "token_uri": fake.token_url}
-
-
 def test_service_account_token_flow(fake, pid):
-    info = service_account_info(fake)
+    info = fake.service_account_info()
     creds = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
     sa_deck = fake.add_presentation(slides_fixtures.realistic_template(),
                                     owner_token="service-account")
