@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 BRIEF ?= examples/briefs/harbor-logistics.json
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench template serve clean
+.PHONY: install demo test render-tools lint bench template serve clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/deckgen generate $(BRIEF) --out out/$(basename $(notdir $(BRIEF))).pptx
 
-test: $(STAMP) appsscript/node_modules/.installed
+test: $(STAMP) appsscript/node_modules/.installed render-tools
 	cd appsscript && npm test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -29,6 +29,19 @@ test: $(STAMP) appsscript/node_modules/.installed
 appsscript/node_modules/.installed: appsscript/package.json appsscript/package-lock.json
 	cd appsscript && npm ci --no-audit --no-fund
 	touch $@
+
+# tests/test_render.py renders decks with LibreOffice and pdftoppm (Debian's packages) and
+# checks no text lands outside its box; the fonts are the metric-compatible faces deckgen
+# measures with. Installed when missing and this is a root shell with apt (CI); elsewhere it
+# says what to install and the render test is skipped with the same message.
+RENDER_PACKAGES := libreoffice-impress poppler-utils fonts-liberation fonts-crosextra-carlito
+render-tools:
+	@if command -v soffice >/dev/null && command -v pdftoppm >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing $(RENDER_PACKAGES)"; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null && \
+	  apt-get install -y -q --no-install-recommends $(RENDER_PACKAGES) >/dev/null; \
+	else echo "note: install $(RENDER_PACKAGES) to run the render test"; fi
 
 # Benchmarks (not tests: nothing fails on a number); writes bench/RESULTS.md in a few minutes.
 bench: $(STAMP)

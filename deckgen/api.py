@@ -27,6 +27,7 @@ from deckgen.metrics import Metrics
 from deckgen.openapi import openapi_document
 from deckgen.sections import pick_sections
 from deckgen.store import Job, Store
+from deckgen.writers.pptx import open_template, template_boxes
 
 JOB_FIELDS = {"brief", "opportunity_id", "presentation_id", "template_id", "title", "output",
               "sections", "route", "keep_edits"}
@@ -56,6 +57,7 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
     router = router or Router.from_config(config)
     generator = make_generator(config, router)
     specs = generator.specs
+    preview_boxes = template_boxes(open_template())
     metrics = Metrics()
 
     def finished(job: Job, deck: DeckContent | None) -> None:
@@ -264,7 +266,8 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
             raise InvalidRequest("brief is required", field="brief")
         brief = generator.privacy.apply(parse_brief(data["brief"]), who.owner)
         sections, route = options(data)
-        deck = generate_deck(generator, brief, pick_sections(specs, sections), route)
+        deck = generate_deck(generator, brief, pick_sections(specs, sections), route,
+                             boxes=preview_boxes)
         metrics.job_finished("preview", deck)
         return jsonify(deck.to_dict())
 

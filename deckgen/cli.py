@@ -20,9 +20,10 @@ from deckgen.examples import load_cases
 from deckgen.llm.router import Router
 from deckgen.prompts import PromptRenderer
 from deckgen.sections import SectionSpec, load_specs, pick_sections
-from deckgen.writers.pptx import open_template, write_pptx
+from deckgen.writers.pptx import open_template, template_boxes, write_pptx
 from deckgen.writers.slides import (
     SlidesWriter,
+    deck_boxes,
     service_account_credentials,
     user_credentials,
 )
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--sections", help="comma-separated sections (default: all)")
     gen.add_argument("--route", choices=ROUTES, help="which model serves the sections "
                      "(default DECKGEN_ROUTE or auto)")
+    gen.add_argument("--no-fit", action="store_true",
+                     help="do not fit the text to the template's boxes (measure nothing)")
     gen.add_argument("--json", type=Path, help="also write the sections and timings as JSON")
 
     ev = sub.add_parser("eval", help="compare routes and prompt variants on the solved cases")
@@ -97,16 +100,30 @@ class ProgressPrinter:
                   file=self.stream, flush=True)
 
 
+def fit_cell(result: SectionResult) -> str:
+    """Lines used / available in the section's box: "7/9", or "12/9 -> 8/9 shortened"."""
+    fit = result.fit
+    if not fit or "lines_used" not in fit:
+        return "-"
+    final = f"{fit['lines_used']}/{fit['lines_available']}"
+    if fit["first_answer"] == final and not fit["shortened"]:
+        return final
+    done = [w for w, on in (("shortened", fit["shortened"]),
+                            (f"{fit['items_dropped']} dropped", fit["items_dropped"]),
+                            ("OVERFLOWS", fit["overflows"])) if on]
+    return f"{fit['first_answer']} -> {final} {', '.join(done)}"
+
+
 def table(deck: DeckContent) -> str:
     head = ("section", "route", "model", "prompt tok", "completion tok", "seconds",
-            "retries", "waited s")
+            "retries", "waited s", "lines (box)")
     rows = [(s.section, s.route, s.model, str(s.prompt_tokens), str(s.completion_tokens),
-             f"{s.seconds:.2f}", str(s.retries), f"{s.wait_seconds:.2f}")
+             f"{s.seconds:.2f}", str(s.retries), f"{s.wait_seconds:.2f}", fit_cell(s))
             for s in deck.sections]
     rows.append(("deck", "", "", str(sum(s.prompt_tokens for s in deck.sections)),
                  str(sum(s.completion_tokens for s in deck.sections)), f"{deck.seconds:.2f}",
                  str(sum(s.retries for s in deck.sections)),
-                 f"{sum(s.wait_seconds for s in deck.sections):.2f}"))
+                 f"{sum(s.wait_seconds for s in deck.sections):.2f}", ""))
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
@@ -128,8 +145,8 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     chosen = pick_sections(specs, wanted)
     out = args.out or Path("out") / f"{Path(source).stem if source != 'stdin' else 'deck'}.pptx"
     writer, presentation = None, args.presentation
-    if args.pptx_template:
-        open_template(args.pptx_template)  # a bad template fails before any model time
+    # a bad template fails before any model time; its boxes set how much each section says
+    boxes = template_boxes(open_template(args.pptx_template))
     if args.template and not args.title:
         raise ConfigError("--template needs --title for the new deck")
     if args.presentation or args.template:
@@ -137,7 +154,9 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
         if args.template:
             presentation = writer.copy_template(args.template, args.title)
             print(f"  copied {args.template} to {presentation}", file=sys.stderr)
-        writer.read(presentation)  # fail on access before spending model time
+        boxes = deck_boxes(writer.read(presentation))  # no access fails before model time
+    if args.no_fit:
+        boxes = {}
     router = Router.from_config(config)
     try:
         route = args.route or config.route
@@ -151,7 +170,7 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
         router.route(first)  # start the route (and the local server) before the clock runs
         print(f"  model ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
         deck = generate_deck(gen, brief, chosen, route,
-                             on_progress=ProgressPrinter(len(chosen)))
+                             on_progress=ProgressPrinter(len(chosen)), boxes=boxes)
     finally:
         router.close()
     if args.json:
@@ -164,7 +183,7 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     else:
         report = write_pptx(deck, out, args.pptx_template)
         warnings, where = report.warnings, str(out)
-    for warning in warnings:
+    for warning in [*deck.fit_warnings(), *warnings]:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {where}")
     return 0 if deck.ok else 1

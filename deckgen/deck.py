@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from deckgen.boxes import Box, box_spec, measure, trim_to_fit
 from deckgen.brief import Brief
 from deckgen.budget import Fit, TokenCounter, fit_budget
 from deckgen.errors import DeckgenError, ModelError, OutputError
@@ -66,6 +67,9 @@ class SectionResult:
     examples_dropped: list[str] = field(default_factory=list)
     notes_trimmed_chars: int = 0
     error: dict[str, object] | None = None
+    # how the text fits its box, when the template's box is known: lines used / available
+    # for the first answer and the final text, and what was done to make it fit
+    fit: dict[str, Any] | None = None
     # the last prompt sent, so any slide can be traced back to what made it
     prompt_messages: list[dict[str, str]] = field(default_factory=list, repr=False)
 
@@ -83,6 +87,10 @@ class DeckContent:
     @property
     def ok(self) -> bool:
         return all(s.status == "ok" for s in self.sections)
+
+    def fit_warnings(self) -> list[str]:
+        return [f"{s.section}: {s.fit['warning']}" for s in self.sections
+                if s.fit and s.fit.get("warning")]
 
     def section(self, name: str) -> SectionResult | None:
         return next((s for s in self.sections if s.section == name), None)
@@ -116,10 +124,15 @@ OVERFLOW_SHRINK = 0.75  # budget factor for the one re-fit after a context overf
 
 
 def generate_section(gen: Generator, spec: SectionSpec, brief: Brief, route: str = "auto",
-                     exclude_case: str | None = None) -> SectionResult:
-    """One section, trying the plan's routes in order until one serves it."""
+                     exclude_case: str | None = None, box: Box | None = None) -> SectionResult:
+    """One section, trying the plan's routes in order until one serves it. With the box it
+    lands in, the section is written to the box's limits and made to fit (see _fit)."""
     start = gen.clock()
     result = SectionResult(spec.name, spec.label)
+    if box is not None:
+        target = box_spec(spec, box)
+        result.fit = {"box": box.describe(), "limits": _limits(target),
+                      "lines_available": box.lines_available}
     stats = CallStats()
     try:
         plan, result.policy = gen.privacy.routes(brief, gen.router.plan(spec.name, route))
@@ -131,7 +144,7 @@ def generate_section(gen: Generator, spec: SectionSpec, brief: Brief, route: str
                 f"self-hosted or local model may serve it, and route {route} offers neither")
         for i, name in enumerate(plan):
             try:
-                _run_on_route(gen, spec, brief, name, exclude_case, result, stats)
+                _run_on_route(gen, spec, brief, name, exclude_case, result, stats, box)
                 break
             except FAILOVER as exc:
                 result.failovers.append({"route": name, "code": exc.code,
@@ -164,9 +177,21 @@ class _TimedCounter:
             self.timings["count"] += self.clock() - start
 
 
+def _limits(spec: SectionSpec) -> dict[str, Any]:
+    return {"min_items": spec.min_items, "max_items": spec.max_items,
+            "item_chars": spec.item_chars or dict(spec.item_fields or {})}
+
+
 def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
-                  exclude_case: str | None, result: SectionResult, stats: CallStats) -> None:
+                  exclude_case: str | None, result: SectionResult, stats: CallStats,
+                  box: Box | None = None) -> None:
     clock, timings = gen.clock, result.timings
+    # A box's limits go into the prompt and the schema sent with the request; an answer is
+    # accepted under the section's own limits (with the box's minimum) and then made to fit.
+    accept = spec
+    if box is not None:
+        spec = box_spec(spec, box)
+        accept = replace(accept, min_items=spec.min_items)
     route = gen.router.route(name)
     result.route, result.model = route.name, route.model
     # Confidential text leaves our hardware only redacted (see deckgen/privacy.py).
@@ -221,7 +246,7 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
     def parse(text: str) -> tuple[dict[str, Any] | None, list[str]]:
         start = clock()
         try:
-            return parse_output(spec, text)
+            return parse_output(accept, text)
         finally:
             timings["parse"] += clock() - start
 
@@ -242,21 +267,70 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
             )
     if redactor:
         content = redactor.restore(content)
+    if box is not None:
+        def shorten(answer: str, used: int, available: int) -> dict[str, Any] | None:
+            turns = gen.renderer.render_shorten(spec, answer, used, available)
+            try:
+                shorter, _ = parse(ask(lambda ex, b: render(ex, b) + turns))
+            except (*FAILOVER, ContextOverflow):
+                return None  # the answer in hand is valid: trimming it beats losing it
+            return redactor.restore(shorter) if redactor and shorter else shorter
+
+        content = _fit(spec, box, content, text, shorten, result)
     result.content = content
     result.lines = spec.lines(content)
     result.leads = spec.leads(content)
 
 
+def _fit(spec: SectionSpec, box: Box, content: dict[str, Any], answer: str,
+         shorten: Callable[[str, int, int], dict[str, Any] | None],
+         result: SectionResult) -> dict[str, Any]:
+    """Measure the text in its box; if it overflows, ask the same route once to shorten it,
+    then drop whole items from the end. Never clips a word, never silently: `result.fit`
+    says what happened and `warning` when the text still does not fit."""
+    assert result.fit is not None
+    first = measure(box, spec.lines(content), spec.leads(content))
+    fit = result.fit
+    fit.update(first_answer=str(first), shortened=False, items_dropped=0, overflows=False)
+    final = first
+    if not first.fits:
+        fit["shortened"] = True
+        shorter = shorten(answer, first.lines_used, first.lines_available)
+        if shorter is not None:
+            again = measure(box, spec.lines(shorter), spec.leads(shorter))
+            fit["after_shorten"] = str(again)
+            if again.lines_used <= first.lines_used:
+                content, final = shorter, again
+        else:
+            fit["after_shorten"] = "invalid answer; kept the first"
+    if not final.fits:
+        content, fit["items_dropped"] = trim_to_fit(box, spec, content)
+        final = measure(box, spec.lines(content), spec.leads(content))
+    if fit["items_dropped"]:
+        fit["warning"] = (f"{fit['items_dropped']} item(s) dropped from the end to fit the "
+                          f"box ({box.where})")
+    if not final.fits:
+        fit["overflows"] = True
+        fit["warning"] = (f"one item alone needs {final.lines_used} lines and the box "
+                          f"({box.where}) holds {final.lines_available}: shorten it by hand "
+                          "or enlarge the box")
+    fit["lines_used"], fit["lines_available"] = final.lines_used, final.lines_available
+    return content
+
+
 def generate_deck(gen: Generator, brief: Brief, specs: list[SectionSpec], route: str = "auto",
-                  on_progress: Progress | None = None,
-                  exclude_case: str | None = None) -> DeckContent:
-    """Every section at once: a deck takes about as long as its slowest section."""
+                  on_progress: Progress | None = None, exclude_case: str | None = None,
+                  boxes: dict[str, Box] | None = None) -> DeckContent:
+    """Every section at once: a deck takes about as long as its slowest section. `boxes`
+    (from the template the deck will be written into) makes each section fit its box."""
+    boxes = boxes or {}
     start = gen.clock()
 
     def one(spec: SectionSpec) -> SectionResult:
         if on_progress:
             on_progress("started", spec, None)
-        result = generate_section(gen, spec, brief, route, exclude_case)
+        result = generate_section(gen, spec, brief, route, exclude_case,
+                                  boxes.get(spec.name))
         if on_progress:
             on_progress("finished", spec, result)
         return result

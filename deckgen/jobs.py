@@ -30,9 +30,10 @@ from deckgen.llm.router import Router
 from deckgen.prompts import PromptRenderer
 from deckgen.sections import SectionSpec, load_specs, pick_sections
 from deckgen.store import Job, Store
-from deckgen.writers.pptx import write_pptx
+from deckgen.writers.pptx import open_template, template_boxes, write_pptx
 from deckgen.writers.slides import (
     SlidesWriter,
+    deck_boxes,
     deck_url,
     service_account_credentials,
     user_credentials,
@@ -52,7 +53,7 @@ def section_progress(result: SectionResult) -> dict[str, Any]:
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
             "seconds": result.seconds, "retries": result.retries,
-            "failovers": len(result.failovers), "error": result.error}
+            "failovers": len(result.failovers), "fit": result.fit, "error": result.error}
 
 
 def brief_hash(brief: dict[str, Any]) -> str:
@@ -212,12 +213,17 @@ class JobRunner:
             raise DeckgenError("the user's Google token is gone (the service restarted while "
                                "the job waited); start the fill again from the deck")
         writer = None
-        if target != "pptx":
+        if target == "pptx":
+            boxes = template_boxes(open_template())
+        else:
             writer = self.slides.writer(user_token)
-            if target == "presentation":
-                writer.read(str(job.presentation_id))  # no access: fail before model time
+            # the deck (or the template it will be copied from) is read before any model
+            # time: no access fails early, and its boxes set how much each section may say
+            source = job.presentation_id if target == "presentation" or job.presentation_id \
+                else request["template_id"]
+            boxes = deck_boxes(writer.read(str(source)))
         deck = generate_deck(self.generator, brief, specs, request.get("route", "auto"),
-                             on_progress=on_progress)
+                             on_progress=on_progress, boxes=boxes)
         self.store.record_generations(job.id, brief_hash(request["brief"]), [
             {"section": s.section, "status": s.status, "route": s.route, "model": s.model,
              "policy": s.policy,
@@ -234,7 +240,7 @@ class JobRunner:
             out = self.output_dir / f"{job.id}.pptx"
             report = write_pptx(deck, out)
             result = {"pptx": str(out), "download": f"/v1/jobs/{job.id}/deck.pptx",
-                      "warnings": report.warnings}
+                      "warnings": deck.fit_warnings() + report.warnings}
         else:
             assert writer is not None
             presentation_id = job.presentation_id
@@ -247,7 +253,8 @@ class JobRunner:
             if slides.feedback:
                 self.store.record_feedback(slides.presentation_id, job.id, slides.feedback)
             result = {"presentation_id": slides.presentation_id,
-                      "url": deck_url(slides.presentation_id), "warnings": slides.warnings,
+                      "url": deck_url(slides.presentation_id),
+                      "warnings": deck.fit_warnings() + slides.warnings,
                       "kept": slides.kept, "api_calls": slides.api_calls}
         return deck, "done" if deck.ok else "failed", result, None if deck.ok else {
             "code": "sections_failed",

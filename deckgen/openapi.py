@@ -50,6 +50,15 @@ def openapi_document(sections: list[str]) -> dict[str, Any]:
         "prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
         "seconds": {"type": "number"}, "retries": {"type": "integer"},
         "failovers": {"type": "integer"},
+        "fit": {"oneOf": [{"type": "null"}, {
+            "type": "object", "description": "how the text fits its box in the template",
+            "properties": {
+                "lines_used": {"type": "integer"}, "lines_available": {"type": "integer"},
+                "first_answer": {"type": "string", "description": "used/available, first "
+                                 "answer"},
+                "shortened": {"type": "boolean"}, "items_dropped": {"type": "integer"},
+                "overflows": {"type": "boolean"}, "warning": {"type": "string"},
+                "limits": {"type": "object"}, "box": {"type": "object"}}}]},
         "error": {"oneOf": [{"type": "null"}, _ref("ErrorBody")]}}}
     job = {"type": "object", "required": ["id", "state", "sections"], "properties": {
         "id": {"type": "string"}, "state": {"type": "string", "enum": STATES},
@@ -126,7 +135,8 @@ def openapi_document(sections: list[str]) -> dict[str, Any]:
                     "application/vnd.openxmlformats-officedocument.presentationml.presentation":
                         {}}}, **_errors(401, 403, 404, 422)}}},
             "/v1/preview": {"post": {
-                "summary": "Generate sections now, write nothing", "security": secured,
+                "summary": "Generate sections now, fitted to the default template's boxes; "
+                           "write nothing", "security": secured,
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "additionalProperties": False, "required": ["brief"],
                     "properties": {"brief": _ref("Brief"), **options}}}}},

@@ -52,11 +52,23 @@ class PromptRenderer:
         messages.append({"role": "user", "content": str(module.user(brief, spec)).strip()})
         return messages
 
-    def render_repair(self, spec: SectionSpec, answer: str, problems: list[str]) -> list[Message]:
-        """The two turns that ask for a corrected answer once."""
+    def _follow_up(self, template: str, spec: SectionSpec, answer: str,
+                   **values: Any) -> list[Message]:
         shape = str(self._module("_base.j2").answer_shape(spec))
-        text = self.env.get_template("_repair.j2").render(problems=problems, shape=shape)
+        try:
+            text = self.env.get_template(template).render(spec=spec, shape=shape, **values)
+        except TemplateError as exc:
+            raise ConfigError(f"prompt template {template} is broken: {exc}") from None
         return [
             {"role": "assistant", "content": answer},
             {"role": "user", "content": text.strip()},
         ]
+
+    def render_repair(self, spec: SectionSpec, answer: str, problems: list[str]) -> list[Message]:
+        """The two turns that ask for a corrected answer once."""
+        return self._follow_up("_repair.j2", spec, answer, problems=problems)
+
+    def render_shorten(self, spec: SectionSpec, answer: str, used: int,
+                       available: int) -> list[Message]:
+        """The two turns that ask once for an answer short enough for its box."""
+        return self._follow_up("_shorten.j2", spec, answer, used=used, available=available)

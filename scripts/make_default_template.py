@@ -12,7 +12,7 @@ from lxml import etree
 from pptx import Presentation
 from pptx.dml.color import RGBColor
 from pptx.enum.shapes import MSO_SHAPE
-from pptx.enum.text import MSO_ANCHOR
+from pptx.enum.text import MSO_ANCHOR, MSO_AUTO_SIZE
 from pptx.util import Emu, Inches, Pt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +37,8 @@ def text(slide, x, y, w, h, value, size, color, bold=False, anchor=MSO_ANCHOR.TO
     box = slide.shapes.add_textbox(x, y, w, h)
     frame = box.text_frame
     frame.word_wrap = True
+    # A fixed box: deckgen fits the text to it (a box that grows would run off the slide).
+    frame.auto_size = MSO_AUTO_SIZE.NONE
     frame.vertical_anchor = anchor
     run = frame.paragraphs[0].add_run()
     run.text = value

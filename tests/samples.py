@@ -22,3 +22,32 @@ def sample_deck(specs, *, tag="v1", only=None, failed=()):
         results.append(SectionResult(spec.name, spec.label, content=content,
                                      lines=spec.lines(content), leads=spec.leads(content)))
     return DeckContent(BRIEF, results, 0.0)
+
+
+PROSE = ("Regional depots reconcile stock by hand every night so planners see yesterday's "
+         "inventory reorder late and lose margin while customers wait for confirmed dates "
+         "across every lane the network serves").split()
+
+
+def _filled(limit, seed):
+    """Text of nearly `limit` characters, cut at a word, different for each seed."""
+    words = PROSE[seed % len(PROSE):] + PROSE * 4
+    text = ""
+    for word in words:
+        if len(text) + len(word) + 1 > limit:
+            break
+        text = f"{text} {word}".strip()
+    return text
+
+
+def long_answer(spec, seed=0):
+    """The answer a GPT-4-class model tends to give: every item allowed, each at its full
+    length (what a box must be fitted against), as the JSON content a model returns."""
+    import json
+
+    if spec.item_fields:
+        items = [{f: _filled(n, seed + i + j) for j, (f, n) in enumerate(spec.item_fields.items())}
+                 for i in range(spec.max_items)]
+    else:
+        items = [_filled(spec.item_chars, seed + i) for i in range(spec.max_items)]
+    return json.dumps({"title": _filled(spec.title_chars, seed), spec.list_key: items})

@@ -90,6 +90,8 @@ def test_a_pptx_job_runs_to_done_on_both_stores(tmp_path, database, fake_router,
         assert [s["state"] for s in job["sections"]] == ["done"] * 5
         assert all(s["route"] == "self-hosted" and s["prompt_tokens"] > 0
                    for s in job["sections"])
+        assert all(s["fit"]["lines_used"] <= s["fit"]["lines_available"]
+                   for s in job["sections"])
         deck = client.get(job["download"], headers=headers)
         assert deck.status_code == 200
         slides = Presentation(io.BytesIO(deck.data)).slides
@@ -200,6 +202,8 @@ def test_preview_returns_sections_without_writing(service, fake_openai):
     assert [s["section"] for s in sections] == ["skills", "data"]
     assert all(s["status"] == "ok" and s["lines"] for s in sections)
     assert len(fake_openai.requests) == 2
+    # fitted to the default template's boxes: lines used / available per section
+    assert all(0 < s["fit"]["lines_used"] <= s["fit"]["lines_available"] for s in sections)
 
 
 def test_health_ready_and_metrics(service):

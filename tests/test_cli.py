@@ -42,6 +42,11 @@ def test_generate_writes_every_section_into_the_deck(tmp_path):
         assert "\n".join(section["lines"]) in slide
         assert section["content"]["title"] in slide
         assert section["prompt_tokens"] > 0 and section["completion_tokens"] > 0
+        # measured in the default template's box, and made to fit it
+        fit = section["fit"]
+        assert fit["box"]["font"] == "Arial" and fit["box"]["exact_metrics"]
+        assert 0 < fit["lines_used"] <= fit["lines_available"]
+    assert header[-2:] == ["lines", "(box)"]
 
 
 def test_malformed_json_is_one_clear_line(tmp_path):
@@ -94,6 +99,9 @@ def test_generate_into_google_slides_copied_from_a_template(google, fake_openai,
     assert google.presentations[copy_id]["title"] == "Harbor pitch"
     assert "{{" not in json.dumps(google.presentations[copy_id])
     assert google.shape_text(template, "cs_body") == "{{current_state}}\n"
+    # the template's boxes (Roboto 16pt, 4.4 x 3.5 in) set the limits sent to the model
+    schema = fake_openai.bodies("stakeholders")[0]["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["people"]["maxItems"] < 6
 
     denied = deckgen("generate", BRIEF, "--presentation", template,
                      env={**env, "DECKGEN_GOOGLE_TOKEN": "expired-token"})

@@ -23,12 +23,14 @@ from pptx import Presentation
 from pptx.exc import PackageNotFoundError
 from pptx.text.text import TextFrame
 
+from deckgen.boxes import EMU_PER_PT, Box
 from deckgen.deck import DeckContent
 from deckgen.errors import TemplateError
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "data" / "default.pptx"
 TOKEN = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)(?:\.(title))?\s*\}\}")
 A = "http://schemas.openxmlformats.org/drawingml/2006/main"
+FACTS = ("client", "industry", "opportunity", "date")
 HOW_TO_MARK = ("mark a text box by typing {{{{{first}}}}} (the section's items) or "
                "{{{{{first}.title}}}} (its headline) into it; the sections are {names}")
 
@@ -84,6 +86,132 @@ def open_template(template: Path | None = None) -> Any:
         return Presentation(str(source))
     except (PackageNotFoundError, FileNotFoundError, KeyError, ValueError) as exc:
         raise TemplateError(f"cannot open template {source}: not a .pptx file ({exc})") from None
+
+
+def _lvl1(parent: Any, path: str) -> Any:
+    return parent.find(path) if parent is not None else None
+
+
+def _style_chain(shape: Any, slide: Any, prs: Any) -> list[Any]:
+    """The paragraph-property elements a body paragraph inherits from, nearest first: the
+    shape's own list style, then (for a placeholder) the layout's and the master's, then the
+    master's text styles and the presentation's defaults."""
+    q = f"{{{A}}}lstStyle/{{{A}}}lvl1pPr"
+    chain = [_lvl1(shape._element.txBody, q)]
+    kind = "other"
+    if shape.is_placeholder:
+        kind = "title" if "title" in str(shape.placeholder_format.type).lower() else "body"
+        base = getattr(shape, "_base_placeholder", None)
+        while base is not None:
+            chain.append(_lvl1(base._element.txBody, q))
+            base = getattr(base, "_base_placeholder", None)
+    master = slide.slide_layout.slide_master._element
+    p = "http://schemas.openxmlformats.org/presentationml/2006/main"
+    chain.append(master.find(f"{{{p}}}txStyles/{{{p}}}{kind}Style/{{{A}}}lvl1pPr"))
+    chain.append(prs._element.find(f"{{{p}}}defaultTextStyle/{{{A}}}lvl1pPr"))
+    return [c for c in chain if c is not None]
+
+
+def _theme_fonts(slide: Any) -> dict[str, str]:
+    """The theme's major and minor Latin faces, for typefaces written +mj-lt / +mn-lt."""
+    from lxml import etree
+    from pptx.opc.constants import RELATIONSHIP_TYPE as RT
+
+    try:
+        theme = etree.fromstring(slide.slide_layout.slide_master.part.part_related_by(
+            RT.THEME).blob)
+    except (KeyError, etree.XMLSyntaxError):
+        return {}
+    fonts = {}
+    for key, tag in (("+mj-lt", "majorFont"), ("+mn-lt", "minorFont")):
+        latin = theme.find(f".//{{{A}}}{tag}/{{{A}}}latin")
+        if latin is not None:
+            fonts[key] = latin.get("typeface", "")
+    return fonts
+
+
+def _points(spacing: Any, size: float) -> float | None:
+    """An a:spcBef / a:spcAft / a:lnSpc value in points (percentages of the font size)."""
+    if spacing is None:
+        return None
+    pts, pct = spacing.find(f"{{{A}}}spcPts"), spacing.find(f"{{{A}}}spcPct")
+    if pts is not None:
+        return int(pts.get("val", "0")) / 100
+    if pct is not None:
+        return int(pct.get("val", "0")) / 100000 * size
+    return None
+
+
+def shape_box(shape: Any, slide: Any, prs: Any) -> Box:
+    """The Box a shape's first paragraph sets: size, insets, font, spacing and indent, with
+    the inheritance PowerPoint applies (run, paragraph, list styles, master, defaults)."""
+    frame = shape.text_frame
+    first = frame.paragraphs[0]._p
+    ppr = first.find(f"{{{A}}}pPr")
+    runs = first.findall(f"{{{A}}}r")
+    rpr = runs[0].find(f"{{{A}}}rPr") if runs else None
+    chain = ([ppr] if ppr is not None else []) + _style_chain(shape, slide, prs)
+    defs = [d for d in (c.find(f"{{{A}}}defRPr") for c in chain) if d is not None]
+    run_props = ([rpr] if rpr is not None else []) + defs
+    assumed = []
+
+    def run_attr(get: Any) -> Any:
+        return next((v for v in (get(r) for r in run_props) if v), None)
+
+    sz = run_attr(lambda r: r.get("sz"))
+    size = int(sz) / 100 if sz else 18.0
+    typeface = run_attr(lambda r: r.find(f"{{{A}}}latin") is not None and
+                        r.find(f"{{{A}}}latin").get("typeface"))
+    if typeface and typeface.startswith("+"):
+        typeface = _theme_fonts(slide).get(typeface[:6], typeface)
+    if not sz:
+        assumed.append("font size 18pt")
+    if not typeface:
+        assumed.append("font Calibri")
+    para = {tag: next((c.find(f"{{{A}}}{tag}") for c in chain
+                       if c.find(f"{{{A}}}{tag}") is not None), None)
+            for tag in ("lnSpc", "spcBef", "spcAft")}
+    margin = next((int(c.get("marL")) for c in chain if c.get("marL")), 0)
+    line, pct = para["lnSpc"], None
+    if line is not None and line.find(f"{{{A}}}spcPct") is not None:
+        pct = int(line.find(f"{{{A}}}spcPct").get("val", "100000")) / 100000
+    exact = _points(line, size) if line is not None and pct is None else None
+    insets = tuple(float(v) / EMU_PER_PT for v in (
+        frame.margin_left, frame.margin_top, frame.margin_right, frame.margin_bottom))
+    height = shape.height
+    body = frame._txBody.find(f"{{{A}}}bodyPr")
+    if body is not None and body.find(f"{{{A}}}spAutoFit") is not None:
+        # the shape grows with its text: what limits it is the slide's bottom edge
+        height = max(height, prs.slide_height - shape.top)
+        assumed.append("the box grows with its text: measured to the slide's bottom edge")
+    if body is not None and body.find(f"{{{A}}}normAutofit") is not None:
+        assumed.append("shrink-on-overflow ignored: measured at the full font size")
+    return Box(width=shape.width / EMU_PER_PT, height=height / EMU_PER_PT,
+               font=typeface or "Calibri", size=size, insets=insets,  # type: ignore[arg-type]
+               line_spacing=pct or 1.0, line_pitch=exact,
+               space_before=_points(para["spcBef"], size) or 0.0,
+               space_after=_points(para["spcAft"], size) or 0.0,
+               indent=max(0, margin) / EMU_PER_PT,
+               where=f"slide {prs.slides.index(slide) + 1}, shape {shape.name!r}",
+               assumed=tuple(assumed))
+
+
+def template_boxes(prs: Any) -> dict[str, Box]:
+    """Each section's body box in the template (the smallest, where a section is marked
+    more than once)."""
+    boxes: dict[str, Box] = {}
+    for slide in prs.slides:
+        for shape in slide.shapes:
+            if not shape.has_text_frame:
+                continue
+            whole = TOKEN.fullmatch(_frame_text(shape.text_frame).strip())
+            if not whole or whole.group(2) or whole.group(1) in FACTS:
+                continue
+            box = shape_box(shape, slide, prs)
+            old = boxes.get(whole.group(1))
+            if old is None or box.lines_available < old.lines_available:
+                boxes[whole.group(1)] = box
+    return boxes
 
 
 def write_pptx(deck: DeckContent, out: Path, template: Path | None = None) -> WriteReport:

@@ -27,13 +27,14 @@ from google.auth.exceptions import RefreshError
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
+from deckgen.boxes import EMU_PER_PT, Box
 from deckgen.deck import DeckContent, SectionResult
 from deckgen.errors import DeckgenError, TemplateError
 
 SCOPES = ["https://www.googleapis.com/auth/presentations",
           "https://www.googleapis.com/auth/drive"]
 FIELDS = ("presentationId,revisionId,title,slides(objectId,pageElements(objectId,title,"
-          "description,shape(shapeType,placeholder,text),elementGroup))")
+          "description,size,transform,shape(shapeType,placeholder,text),elementGroup))")
 TAG = re.compile(r"^deckgen:([a-z_][a-z0-9_]*)(\.title)?(?:\s+#([0-9a-f]{12}))?\s*$")
 TOKEN = re.compile(r"^\{\{\s*([a-z_][a-z0-9_]*)(\.title)?\s*\}\}$")
 FACT = re.compile(r"\{\{\s*(client|industry|opportunity|date)\s*\}\}")
@@ -154,6 +155,61 @@ def find_targets(presentation: dict[str, Any]) -> tuple[list[Target], set[str]]:
                 targets.append(Target(token.group(1), "title" if token.group(2) else "body",
                                       element["objectId"], text, paragraph, False, None))
     return targets, facts
+
+
+SLIDES_INSET = 7.2  # Slides' default text padding, 0.1 in a side (the API does not expose it)
+
+
+def _magnitude(dimension: dict[str, Any] | None) -> float | None:
+    """A Dimension in points."""
+    if not dimension or "magnitude" not in dimension:
+        return None
+    value = float(dimension["magnitude"])
+    return value / EMU_PER_PT if dimension.get("unit", "EMU") == "EMU" else value
+
+
+def element_box(element: dict[str, Any], paragraph: list[dict[str, Any]]) -> Box | None:
+    """The Box a page element sets for text in the style of `paragraph`, or None when the
+    element has no size (Slides then sizes it from its layout, which we do not read)."""
+    size, transform = element.get("size") or {}, element.get("transform") or {}
+    width, height = _magnitude(size.get("width")), _magnitude(size.get("height"))
+    if width is None or height is None:
+        return None
+    runs = [e["textRun"] for e in paragraph if "textRun" in e]
+    style = (runs[-1].get("style") or {}) if runs else {}
+    para = _first(paragraph, "paragraphMarker").get("style") or {}
+    assumed = ["insets 0.1 in (Slides' default)"]
+    font = style.get("fontFamily") or (style.get("weightedFontFamily") or {}).get("fontFamily")
+    points = _magnitude(style.get("fontSize"))
+    if not font:
+        assumed.append("font Arial")
+    if points is None:
+        assumed.append("font size 18pt")
+    indent = max(_magnitude(para.get("indentStart")) or 0.0,
+                 _magnitude(para.get("indentFirstLine")) or 0.0)
+    return Box(width=width * abs(float(transform.get("scaleX", 1) or 1)),
+               height=height * abs(float(transform.get("scaleY", 1) or 1)),
+               font=font or "Arial", size=points or 18.0, insets=(SLIDES_INSET,) * 4,
+               line_spacing=float(para.get("lineSpacing", 100)) / 100,
+               space_before=_magnitude(para.get("spaceAbove")) or 0.0,
+               space_after=_magnitude(para.get("spaceBelow")) or 0.0,
+               indent=indent, where=f"shape {element.get('objectId')}", assumed=tuple(assumed))
+
+
+def deck_boxes(presentation: dict[str, Any]) -> dict[str, Box]:
+    """Each section's body box in the deck (the smallest, where a section is marked twice)."""
+    elements = {e["objectId"]: e for slide in presentation.get("slides", [])
+                for e in _elements(slide.get("pageElements", []))}
+    boxes: dict[str, Box] = {}
+    for target in find_targets(presentation)[0]:
+        if target.part != "body":
+            continue
+        paragraph = _paragraphs(target.elements)[0] if target.elements else []
+        box = element_box(elements[target.object_id], paragraph)
+        old = boxes.get(target.section)
+        if box and (old is None or box.lines_available < old.lines_available):
+            boxes[target.section] = box
+    return boxes
 
 
 def _first(elements: list[dict[str, Any]], kind: str) -> dict[str, Any]:

@@ -1,0 +1,175 @@
+"""How much text a section's box holds, and whether a section's text fits it.
+
+A Box is what the template says about the shape a section lands in: its size and insets,
+the font family and size of its body text, line spacing, paragraph spacing and indent (the
+writers read it: `writers/pptx.template_boxes`, `writers/slides.deck_boxes`). `measure`
+wraps each paragraph word by word with the font's real advance widths (deckgen/fonts.py)
+and counts lines against the box's height. `box_spec` turns a box into the section's output
+limits (fewer or shorter items for a small box), which go into the prompt and the schema
+sent with the request; `trim_to_fit` is the last resort after a shorten turn: it drops
+whole items from the end, never clipping a word."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from deckgen.fonts import face
+from deckgen.sections import SectionSpec
+
+EMU_PER_PT = 12700
+WRAP_SLACK = 1.1  # word wrapping wastes ~10% of a line on average: targets leave room for it
+MIN_ITEM_CHARS = 30  # below this an item says nothing; a box that small gets fewer items
+MIN_FIELD_CHARS = 12
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Box:
+    width: float  # points, the shape's outer size
+    height: float
+    font: str
+    size: float  # points
+    insets: tuple[float, float, float, float] = (7.2, 3.6, 7.2, 3.6)  # left top right bottom
+    line_spacing: float = 1.0  # a multiple of single spacing ...
+    line_pitch: float | None = None  # ... or an exact line pitch in points
+    space_before: float = 0.0  # points, per paragraph
+    space_after: float = 0.0
+    indent: float = 0.0  # where text lines start, from the left inset (bullets hang in it)
+    where: str = ""  # which shape, for messages
+    assumed: tuple[str, ...] = ()  # properties the template leaves unset, taken as defaults
+
+    @property
+    def text_width(self) -> float:
+        return max(1.0, self.width - self.insets[0] - self.insets[2] - self.indent)
+
+    @property
+    def text_height(self) -> float:
+        return max(0.0, self.height - self.insets[1] - self.insets[3])
+
+    @property
+    def pitch(self) -> float:
+        if self.line_pitch:
+            return self.line_pitch
+        return self.size * face(self.font).line_height * self.line_spacing
+
+    @property
+    def lines_available(self) -> int:
+        return math.floor(self.text_height / self.pitch + EPS)
+
+    def describe(self) -> dict[str, Any]:
+        f = face(self.font)
+        return {"where": self.where, "width_pt": round(self.width, 1),
+                "height_pt": round(self.height, 1), "font": self.font,
+                "size_pt": self.size, "measured_with": f.measured_with, "exact_metrics": f.exact,
+                "line_pitch_pt": round(self.pitch, 2), "assumed": list(self.assumed)}
+
+
+@dataclass
+class Measure:
+    lines_used: int  # text lines, paragraph spacing counted in line pitches
+    lines_available: int
+    paragraph_lines: list[int] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool:
+        return self.lines_used <= self.lines_available
+
+    def __str__(self) -> str:
+        return f"{self.lines_used}/{self.lines_available}"
+
+
+def wrapped_lines(box: Box, text: str, lead: int = 0) -> int:
+    """How many lines `text` takes in the box when wrapped at spaces, its first `lead`
+    characters in bold (a word wider than a line breaks across lines, as renderers do)."""
+    f, width, size = face(box.font), box.text_width, box.size
+    space = f.width(" ", size)
+    lines, x, pos = 1, 0.0, 0
+    for word in text.split(" "):
+        w = f.width(word, size, bold=pos < lead)
+        pos += len(word) + 1
+        if not word:
+            x += space
+            continue
+        if x > 0 and x + space + w <= width + EPS:
+            x += space + w
+            continue
+        if x > 0:
+            lines += 1
+        if w > width:
+            lines += math.ceil(w / width - EPS) - 1
+            x = w - (math.ceil(w / width - EPS) - 1) * width
+        else:
+            x = w
+    return lines
+
+
+def measure(box: Box, lines: list[str], leads: list[int] | None = None) -> Measure:
+    leads = leads or [0] * len(lines)
+    per = [wrapped_lines(box, line, lead) for line, lead in zip(lines, leads, strict=False)]
+    spacing = (box.space_before + box.space_after) * len(lines)
+    height = sum(per) * box.pitch + spacing
+    used = math.ceil(height / box.pitch - EPS) if lines else 0
+    return Measure(used, box.lines_available, per)
+
+
+def _item_chars(spec: SectionSpec) -> int:
+    """The longest line one item can make under the spec."""
+    if not spec.item_fields:
+        return int(spec.item_chars or 0)
+    separators = len(spec.line.format(**dict.fromkeys(spec.item_fields, "")))
+    return sum(spec.item_fields.values()) + separators
+
+
+def box_spec(spec: SectionSpec, box: Box) -> SectionSpec:
+    """The spec with its limits cut to what the box holds: fewer items first, then shorter
+    ones (never below MIN_ITEM_CHARS), then fewer than the spec's minimum as a last resort.
+    Returns the spec unchanged when the box holds the spec's maximum."""
+    per_line = box.text_width / face(box.font).average_char(box.size)
+    gap = (box.space_before + box.space_after) / box.pitch
+    available = box.lines_available
+    full = _item_chars(spec)
+
+    def lines_for(chars: int) -> float:
+        return math.ceil(chars * WRAP_SLACK / per_line - EPS) + gap
+
+    if spec.max_items * lines_for(full) <= available + EPS:
+        return spec
+    count = math.floor(available / lines_for(full) + EPS)
+    if count >= spec.min_items:
+        return replace(spec, max_items=count)
+    count = spec.min_items
+    item_lines = math.floor(available / count - gap + EPS)
+    chars = min(full, math.floor(item_lines * per_line / WRAP_SLACK))
+    if chars < MIN_ITEM_CHARS:
+        chars = min(full, max(MIN_ITEM_CHARS, math.floor(per_line / WRAP_SLACK)))
+        count = max(1, math.floor(available / lines_for(chars) + EPS))
+    return _shorter(replace(spec, min_items=min(count, spec.min_items), max_items=count),
+                    chars / full)
+
+
+def _shorter(spec: SectionSpec, factor: float) -> SectionSpec:
+    if factor >= 1:
+        return spec
+    if not spec.item_fields:
+        return replace(spec, item_chars=max(1, math.floor(int(spec.item_chars or 0) * factor)))
+    fields = {k: max(min(v, MIN_FIELD_CHARS), math.floor(v * factor))
+              for k, v in spec.item_fields.items()}
+    return replace(spec, item_fields=fields)
+
+
+def trim_to_fit(box: Box, spec: SectionSpec, content: dict[str, Any]) -> tuple[
+        dict[str, Any], int]:
+    """Drops whole items from the end until the text fits (at least one item stays; the
+    caller flags a single item that still overflows). Returns the content and how many
+    items were dropped."""
+    items = list(content.get(spec.list_key, []))
+    dropped = 0
+    while len(items) > 1:
+        trial = {**content, spec.list_key: items}
+        if measure(box, spec.lines(trial), spec.leads(trial)).fits:
+            break
+        items.pop()
+        dropped += 1
+    return {**content, spec.list_key: items}, dropped
