@@ -29,6 +29,19 @@ from deckgen.writers.slides import (
 )
 
 
+def _since(text: str) -> float:
+    import datetime as dt
+
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deckgen", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, default=Path("train.jsonl"))
     export.add_argument("--heldout", type=float, default=0.15,
                         help="share of cases kept out for evaluation (default 0.15)")
+    export.add_argument("--since", metavar="DATE", type=_since,
+                        help="also export generations people kept or edited since DATE "
+                             "(YYYY-MM-DD or ISO time, UTC), from DECKGEN_DATABASE_URL")
+    export.add_argument("--no-examples", action="store_true",
+                        help="leave out the solved cases in examples/")
     export.add_argument("--mask-clients", action="store_true",
                         help="replace client and contact names with placeholders")
 
@@ -249,12 +267,29 @@ def cmd_dataset(args: argparse.Namespace, config: Config) -> int:
                     PromptRenderer(config.prompts_dir), Router.from_config(config))
     # the self-hosted model is what gets fine-tuned: fit prompts to its budget
     model = config.self_hosted_model or "self-hosted"
-    rows = case_rows(gen, TiktokenCounter(model), config.self_hosted_context,
-                     args.mask_clients)
+    rows = [] if args.no_examples else case_rows(gen, TiktokenCounter(model),
+                                                 config.self_hosted_context, args.mask_clients)
+    reviewed = ""
+    if args.since is not None:
+        from deckgen.dataset import reviewed_rows
+        from deckgen.store import Store
+
+        store = Store(config.database_url)
+        try:
+            found, skipped = reviewed_rows(store.reviewed_generations(args.since), specs,
+                                           args.mask_clients)
+        finally:
+            store.close()
+        kinds = {k: sum(r["meta"]["source"] == k for r in found) for k in ("kept", "edited")}
+        since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(args.since))
+        reviewed = (f"; from people's reviews since {since}: {kinds['kept']} kept, "
+                    f"{kinds['edited']} edited, {skipped['edited_off_format']} edits left out "
+                    "(no longer in the section's format)")
+        rows += found
     counts = export(rows, args.out, args.heldout)
     print(f"wrote {args.out} ({counts['train']} rows) and "
           f"{args.out.with_suffix('.heldout.jsonl')} ({counts['heldout']} rows); "
-          f"{counts['duplicates']} duplicates dropped")
+          f"{counts['duplicates']} duplicates dropped{reviewed}")
     return 0
 
 

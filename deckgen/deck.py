@@ -72,6 +72,9 @@ class SectionResult:
     fit: dict[str, Any] | None = None
     # the last prompt sent, so any slide can be traced back to what made it
     prompt_messages: list[dict[str, str]] = field(default_factory=list, repr=False)
+    # how many of those messages are the section's own prompt; the rest is a follow-up turn
+    # (repair or shorten). Fine-tuning data pairs that prompt with the final answer.
+    prompt_base_turns: int = 0
 
     @property
     def title(self) -> str:
@@ -100,6 +103,7 @@ class DeckContent:
         for s in self.sections:
             data = asdict(s)
             data.pop("prompt_messages")
+            data.pop("prompt_base_turns")
             sections.append(data)
         return {"brief": self.brief.to_dict(), "seconds": self.seconds, "sections": sections}
 
@@ -228,16 +232,23 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
         finally:
             timings["model"] += clock() - start
 
-    def ask(render_fn: Callable[[list[Case], Brief], list[dict[str, str]]]) -> str:
+    def ask(render_fn: Callable[[list[Case], Brief], list[dict[str, str]]],
+            follow_up: bool = False) -> str:
         nonlocal budget
+
+        def prompt() -> Fit:
+            fit = fitted(render_fn)
+            result.prompt_base_turns = len(fit.messages) - (2 if follow_up else 0)
+            return fit
+
         try:
-            answer = call(fitted(render_fn))
+            answer = call(prompt())
         except ContextOverflow:
             # Never expected (counts are exact), so re-fit once with a smaller budget; a
             # second overflow propagates and fails the section.
             budget = int(budget * OVERFLOW_SHRINK)
             result.overflow_refits += 1
-            answer = call(fitted(render_fn))
+            answer = call(prompt())
         result.model = answer.model
         result.prompt_tokens += answer.prompt_tokens
         result.completion_tokens += answer.completion_tokens
@@ -257,7 +268,7 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
         # prompt: the examples give way before the answer being repaired does.
         repair = gen.renderer.render_repair(spec, text, problems)
         result.repaired = True
-        text = ask(lambda ex, b: render(ex, b) + repair)
+        text = ask(lambda ex, b: render(ex, b) + repair, follow_up=True)
         content, problems = parse(text)
         if content is None:
             raise OutputError(
@@ -271,7 +282,7 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
         def shorten(answer: str, used: int, available: int) -> dict[str, Any] | None:
             turns = gen.renderer.render_shorten(spec, answer, used, available)
             try:
-                shorter, _ = parse(ask(lambda ex, b: render(ex, b) + turns))
+                shorter, _ = parse(ask(lambda ex, b: render(ex, b) + turns, follow_up=True))
             except (*FAILOVER, ContextOverflow):
                 return None  # the answer in hand is valid: trimming it beats losing it
             return redactor.restore(shorter) if redactor and shorter else shorter

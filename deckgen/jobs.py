@@ -227,7 +227,8 @@ class JobRunner:
         self.store.record_generations(job.id, brief_hash(request["brief"]), [
             {"section": s.section, "status": s.status, "route": s.route, "model": s.model,
              "policy": s.policy,
-             "prompt": s.prompt_messages, "output": s.content, "prompt_tokens": s.prompt_tokens,
+             "prompt": s.prompt_messages, "prompt_base_turns": s.prompt_base_turns,
+             "output": s.content, "prompt_tokens": s.prompt_tokens,
              "completion_tokens": s.completion_tokens, "seconds": s.seconds}
             for s in deck.sections])
         if self.store.get_job(job.id).cancel_requested:

@@ -96,6 +96,11 @@ MIGRATIONS = [
     );
     CREATE INDEX feedback_deck ON feedback (presentation_id, section)
     """,
+    # 4: how many prompt messages are the section's own prompt (the rest a repair or shorten
+    # turn), so fine-tuning pairs that prompt with the final answer
+    """
+    ALTER TABLE generations ADD COLUMN prompt_base_turns INTEGER
+    """,
 ]
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -424,12 +429,13 @@ class Store:
             for r in rows:
                 cur.execute(
                     "INSERT INTO generations (id, job_id, brief_hash, section, status, route, "
-                    "model, policy, prompt, output, prompt_tokens, completion_tokens, seconds, "
-                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "model, policy, prompt, prompt_base_turns, output, prompt_tokens, "
+                    "completion_tokens, seconds, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (new_id("gen"), job_id, brief_hash, r["section"], r["status"], r["route"],
                      r["model"], r.get("policy", "open"), json.dumps(r["prompt"]),
-                     json.dumps(r["output"]), r["prompt_tokens"], r["completion_tokens"],
-                     r["seconds"], now))
+                     r.get("prompt_base_turns"), json.dumps(r["output"]), r["prompt_tokens"],
+                     r["completion_tokens"], r["seconds"], now))
 
     def record_feedback(self, presentation_id: str, job_id: str | None,
                         rows: list[dict[str, str]]) -> None:
@@ -446,6 +452,24 @@ class Store:
             cur.execute("SELECT * FROM feedback WHERE presentation_id = ? "
                         "ORDER BY created_at, section", (presentation_id,))
             return [dict(r) for r in cur.fetchall()]
+
+    def reviewed_generations(self, since: float) -> list[dict[str, Any]]:
+        """Generations people reviewed since `since` (epoch seconds): each feedback row
+        (kept or edited, read back at a later write to the deck) with the generation that
+        wrote that text, the newest one for that deck and section before the review."""
+        with self.tx(readonly=True) as cur:
+            cur.execute(
+                "SELECT f.id AS feedback_id, f.state, f.part, f.text, f.created_at AS "
+                "reviewed_at, g.* FROM feedback f JOIN generations g ON g.section = f.section "
+                "AND g.status = 'ok' AND g.created_at <= f.created_at "
+                "AND g.job_id <> COALESCE(f.job_id, '') "
+                "JOIN jobs j ON j.id = g.job_id AND j.presentation_id = f.presentation_id "
+                "WHERE f.created_at >= ? ORDER BY f.created_at, g.created_at DESC", (since,))
+            rows = cur.fetchall()
+        newest: dict[str, dict[str, Any]] = {}
+        for row in rows:  # the newest generation per feedback row
+            newest.setdefault(row["feedback_id"], dict(row))
+        return list(newest.values())
 
     def generations(self, job_id: str) -> list[dict[str, Any]]:
         with self.tx(readonly=True) as cur:

@@ -6,7 +6,7 @@ import uuid
 import psycopg
 import pytest
 
-from deckgen.store import JobNotFound, Store
+from deckgen.store import MIGRATIONS, JobNotFound, Store
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -25,7 +25,7 @@ def store(request, tmp_path):
 
 
 def test_migrations_are_idempotent(store):
-    assert store.migrate() == store.migrate() == 3
+    assert store.migrate() == store.migrate() == len(MIGRATIONS) == 4
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path):
