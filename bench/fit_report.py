@@ -94,8 +94,9 @@ def main() -> None:
     route = "self-hosted" if args.route == "mock" else "local"
     gen = make_generator(config, router)
     print(f"# Fit to the box: route {args.route}, template {args.template}\n")
-    print("| brief | section | box | unfitted | first answer | final | what the fit did |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| brief | section | box | unfitted | first answer | final | headline: first -> final "
+          "| what the fit did |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     try:
         for path in sorted((ROOT / "examples" / "briefs").glob("*.json")):
             brief = load_brief(path.read_text(encoding="utf-8"), str(path))
@@ -111,10 +112,15 @@ def main() -> None:
                                        (f"{fit['items_dropped']} item(s) dropped",
                                         fit["items_dropped"]),
                                        ("OVERFLOWS", fit["overflows"])) if on] or ["-"]
+                if fit.get("title", {}).get("overflows"):
+                    did.append("headline OVERFLOWS")
                 size = f"{box.font} {box.size:g}pt, {box.width / 72:.1f}x{box.height / 72:.1f} in"
+                head = fit.get("title")
+                head_cell = f"{head['first_answer']} -> {head['lines_used']}/" \
+                    f"{head['lines_available']}" if head else "-"
                 print(f"| {path.stem} | {s.section} | {size} | {loose.get(s.section, '-')} | "
                       f"{fit['first_answer']} | {fit['lines_used']}/{fit['lines_available']} | "
-                      f"{', '.join(did)} |", flush=True)
+                      f"{head_cell} | {', '.join(did)} |", flush=True)
     finally:
         router.close()
         if server:

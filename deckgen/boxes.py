@@ -12,6 +12,7 @@ whole items from the end, never clipping a word."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,6 +23,7 @@ EMU_PER_PT = 12700
 WRAP_SLACK = 1.1  # word wrapping wastes ~10% of a line on average: targets leave room for it
 MIN_ITEM_CHARS = 30  # below this an item says nothing; a box that small gets fewer items
 MIN_FIELD_CHARS = 12
+MIN_TITLE_CHARS = 20
 EPS = 1e-6
 
 
@@ -31,6 +33,7 @@ class Box:
     height: float
     font: str
     size: float  # points
+    bold: bool = False  # the box's text is bold (headlines usually are)
     insets: tuple[float, float, float, float] = (7.2, 3.6, 7.2, 3.6)  # left top right bottom
     line_spacing: float = 1.0  # a multiple of single spacing ...
     line_pitch: float | None = None  # ... or an exact line pitch in points
@@ -62,7 +65,8 @@ class Box:
         f = face(self.font)
         return {"where": self.where, "width_pt": round(self.width, 1),
                 "height_pt": round(self.height, 1), "font": self.font,
-                "size_pt": self.size, "measured_with": f.measured_with, "exact_metrics": f.exact,
+                "size_pt": self.size, "bold": self.bold, "measured_with": f.measured_with,
+                "exact_metrics": f.exact,
                 "line_pitch_pt": round(self.pitch, 2), "assumed": list(self.assumed)}
 
 
@@ -84,10 +88,10 @@ def wrapped_lines(box: Box, text: str, lead: int = 0) -> int:
     """How many lines `text` takes in the box when wrapped at spaces, its first `lead`
     characters in bold (a word wider than a line breaks across lines, as renderers do)."""
     f, width, size = face(box.font), box.text_width, box.size
-    space = f.width(" ", size)
+    space = f.width(" ", size, bold=box.bold)
     lines, x, pos = 1, 0.0, 0
     for word in text.split(" "):
-        w = f.width(word, size, bold=pos < lead)
+        w = f.width(word, size, bold=box.bold or pos < lead)
         pos += len(word) + 1
         if not word:
             x += space
@@ -122,11 +126,22 @@ def _item_chars(spec: SectionSpec) -> int:
     return sum(spec.item_fields.values()) + separators
 
 
-def box_spec(spec: SectionSpec, box: Box) -> SectionSpec:
-    """The spec with its limits cut to what the box holds: fewer items first, then shorter
-    ones (never below MIN_ITEM_CHARS), then fewer than the spec's minimum as a last resort.
-    Returns the spec unchanged when the box holds the spec's maximum."""
-    per_line = box.text_width / face(box.font).average_char(box.size)
+def _per_line(box: Box) -> float:
+    """Characters of typical prose a line of the box holds."""
+    return box.text_width / face(box.font).average_char(box.size, box.bold)
+
+
+def box_spec(spec: SectionSpec, box: Box | None, title_box: Box | None = None) -> SectionSpec:
+    """The spec with its limits cut to what the boxes hold. The body: fewer items first,
+    then shorter ones (never below MIN_ITEM_CHARS), then fewer than the spec's minimum as a
+    last resort. The headline: fewer characters. Unchanged where the boxes hold the spec's
+    maximum."""
+    if title_box is not None:
+        chars = math.floor(title_box.lines_available * _per_line(title_box) / WRAP_SLACK)
+        spec = replace(spec, title_chars=max(MIN_TITLE_CHARS, min(spec.title_chars, chars)))
+    if box is None:
+        return spec
+    per_line = _per_line(box)
     gap = (box.space_before + box.space_after) / box.pitch
     available = box.lines_available
     full = _item_chars(spec)
@@ -173,3 +188,69 @@ def trim_to_fit(box: Box, spec: SectionSpec, content: dict[str, Any]) -> tuple[
         items.pop()
         dropped += 1
     return {**content, spec.list_key: items}, dropped
+
+
+Shorten = Callable[[list[str]], "dict[str, Any] | None"]
+
+
+def fit_content(spec: SectionSpec, box: Box | None, title_box: Box | None,
+                content: dict[str, Any], shorten: Shorten) -> tuple[dict[str, Any],
+                                                                    dict[str, Any]]:
+    """Make a valid answer fit its boxes. Measure it; if the body or the headline overflows,
+    `shorten(problems)` asks the same model once for a shorter answer (kept when it is no
+    longer); then whole items are dropped from the end. Nothing is clipped mid-word and
+    nothing silently: the report says what happened, with a warning when text still does
+    not fit. Returns the content and the report."""
+    def check(c: dict[str, Any]) -> tuple[Measure | None, Measure | None]:
+        return (measure(box, spec.lines(c), spec.leads(c)) if box else None,
+                measure(title_box, [str(c.get("title", ""))]) if title_box else None)
+
+    report: dict[str, Any] = {"shortened": False, "items_dropped": 0, "overflows": False}
+    body, title = check(content)
+    if body:
+        report["first_answer"] = str(body)
+    if title:
+        report["title"] = {"first_answer": str(title), "overflows": False}
+    problems = []
+    if body and not body.fits:
+        problems.append(f"the text needs {body.lines_used} lines and the box holds "
+                        f"{body.lines_available}")
+    if title and not title.fits:
+        problems.append(f"the headline needs {title.lines_used} lines and its box holds "
+                        f"{title.lines_available}")
+    if problems:
+        report["shortened"] = True
+        shorter = shorten(problems)
+        if shorter is None:
+            report["after_shorten"] = "no usable answer; kept the first"
+        else:
+            body2, title2 = check(shorter)
+            report["after_shorten"] = " ".join(str(m) for m in (body2, title2) if m)
+            if all(new.lines_used <= old.lines_used
+                   for new, old in ((body2, body), (title2, title)) if new and old):
+                content, body, title = shorter, body2, title2
+    if box and body and not body.fits:
+        content, report["items_dropped"] = trim_to_fit(box, spec, content)
+        body = measure(box, spec.lines(content), spec.leads(content))
+    warnings = []
+    if report["items_dropped"]:
+        warnings.append(f"{report['items_dropped']} item(s) dropped from the end to fit the "
+                        f"box ({box.where if box else ''})")
+    if box and body:
+        report["lines_used"], report["lines_available"] = body.lines_used, body.lines_available
+        if not body.fits:
+            report["overflows"] = True
+            warnings.append(f"one item alone needs {body.lines_used} lines and the box "
+                            f"({box.where}) holds {body.lines_available}: shorten it by hand "
+                            "or enlarge the box")
+    if title_box and title:
+        report["title"].update(lines_used=title.lines_used,
+                               lines_available=title.lines_available)
+        if not title.fits:
+            report["title"]["overflows"] = True
+            warnings.append(f"the headline needs {title.lines_used} lines and its box "
+                            f"({title_box.where}) holds {title.lines_available}: shorten it "
+                            "by hand or enlarge the box")
+    if warnings:
+        report["warning"] = "; ".join(warnings)
+    return content, report

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from deckgen.boxes import Box, box_spec, measure, trim_to_fit
+from deckgen.boxes import Box, box_spec, fit_content
 from deckgen.brief import Brief
 from deckgen.budget import Fit, TokenCounter, fit_budget
 from deckgen.errors import DeckgenError, ModelError, OutputError
@@ -128,15 +128,19 @@ OVERFLOW_SHRINK = 0.75  # budget factor for the one re-fit after a context overf
 
 
 def generate_section(gen: Generator, spec: SectionSpec, brief: Brief, route: str = "auto",
-                     exclude_case: str | None = None, box: Box | None = None) -> SectionResult:
-    """One section, trying the plan's routes in order until one serves it. With the box it
-    lands in, the section is written to the box's limits and made to fit (see _fit)."""
+                     exclude_case: str | None = None, box: Box | None = None,
+                     title_box: Box | None = None) -> SectionResult:
+    """One section, trying the plan's routes in order until one serves it. With the boxes
+    its body and headline land in, the section is written to their limits and made to fit
+    them (boxes.fit_content)."""
     start = gen.clock()
     result = SectionResult(spec.name, spec.label)
-    if box is not None:
-        target = box_spec(spec, box)
-        result.fit = {"box": box.describe(), "limits": _limits(target),
-                      "lines_available": box.lines_available}
+    if box is not None or title_box is not None:
+        result.fit = {"limits": _limits(box_spec(spec, box, title_box))}
+        if box is not None:
+            result.fit.update(box=box.describe(), lines_available=box.lines_available)
+        if title_box is not None:
+            result.fit["title_box"] = title_box.describe()
     stats = CallStats()
     try:
         plan, result.policy = gen.privacy.routes(brief, gen.router.plan(spec.name, route))
@@ -148,7 +152,8 @@ def generate_section(gen: Generator, spec: SectionSpec, brief: Brief, route: str
                 f"self-hosted or local model may serve it, and route {route} offers neither")
         for i, name in enumerate(plan):
             try:
-                _run_on_route(gen, spec, brief, name, exclude_case, result, stats, box)
+                _run_on_route(gen, spec, brief, name, exclude_case, result, stats, box,
+                              title_box)
                 break
             except FAILOVER as exc:
                 result.failovers.append({"route": name, "code": exc.code,
@@ -183,18 +188,19 @@ class _TimedCounter:
 
 def _limits(spec: SectionSpec) -> dict[str, Any]:
     return {"min_items": spec.min_items, "max_items": spec.max_items,
-            "item_chars": spec.item_chars or dict(spec.item_fields or {})}
+            "item_chars": spec.item_chars or dict(spec.item_fields or {}),
+            "title_chars": spec.title_chars}
 
 
 def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
                   exclude_case: str | None, result: SectionResult, stats: CallStats,
-                  box: Box | None = None) -> None:
+                  box: Box | None = None, title_box: Box | None = None) -> None:
     clock, timings = gen.clock, result.timings
     # A box's limits go into the prompt and the schema sent with the request; an answer is
     # accepted under the section's own limits (with the box's minimum) and then made to fit.
     accept = spec
-    if box is not None:
-        spec = box_spec(spec, box)
+    if box is not None or title_box is not None:
+        spec = box_spec(spec, box, title_box)
         accept = replace(accept, min_items=spec.min_items)
     route = gen.router.route(name)
     result.route, result.model = route.name, route.model
@@ -278,55 +284,21 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
             )
     if redactor:
         content = redactor.restore(content)
-    if box is not None:
-        def shorten(answer: str, used: int, available: int) -> dict[str, Any] | None:
-            turns = gen.renderer.render_shorten(spec, answer, used, available)
+    if box is not None or title_box is not None:
+        def shorten(problems: list[str]) -> dict[str, Any] | None:
+            turns = gen.renderer.render_shorten(spec, text, problems)
             try:
                 shorter, _ = parse(ask(lambda ex, b: render(ex, b) + turns, follow_up=True))
             except (*FAILOVER, ContextOverflow):
                 return None  # the answer in hand is valid: trimming it beats losing it
             return redactor.restore(shorter) if redactor and shorter else shorter
 
-        content = _fit(spec, box, content, text, shorten, result)
+        content, report = fit_content(spec, box, title_box, content, shorten)
+        assert result.fit is not None
+        result.fit.update(report)
     result.content = content
     result.lines = spec.lines(content)
     result.leads = spec.leads(content)
-
-
-def _fit(spec: SectionSpec, box: Box, content: dict[str, Any], answer: str,
-         shorten: Callable[[str, int, int], dict[str, Any] | None],
-         result: SectionResult) -> dict[str, Any]:
-    """Measure the text in its box; if it overflows, ask the same route once to shorten it,
-    then drop whole items from the end. Never clips a word, never silently: `result.fit`
-    says what happened and `warning` when the text still does not fit."""
-    assert result.fit is not None
-    first = measure(box, spec.lines(content), spec.leads(content))
-    fit = result.fit
-    fit.update(first_answer=str(first), shortened=False, items_dropped=0, overflows=False)
-    final = first
-    if not first.fits:
-        fit["shortened"] = True
-        shorter = shorten(answer, first.lines_used, first.lines_available)
-        if shorter is not None:
-            again = measure(box, spec.lines(shorter), spec.leads(shorter))
-            fit["after_shorten"] = str(again)
-            if again.lines_used <= first.lines_used:
-                content, final = shorter, again
-        else:
-            fit["after_shorten"] = "invalid answer; kept the first"
-    if not final.fits:
-        content, fit["items_dropped"] = trim_to_fit(box, spec, content)
-        final = measure(box, spec.lines(content), spec.leads(content))
-    if fit["items_dropped"]:
-        fit["warning"] = (f"{fit['items_dropped']} item(s) dropped from the end to fit the "
-                          f"box ({box.where})")
-    if not final.fits:
-        fit["overflows"] = True
-        fit["warning"] = (f"one item alone needs {final.lines_used} lines and the box "
-                          f"({box.where}) holds {final.lines_available}: shorten it by hand "
-                          "or enlarge the box")
-    fit["lines_used"], fit["lines_available"] = final.lines_used, final.lines_available
-    return content
 
 
 def generate_deck(gen: Generator, brief: Brief, specs: list[SectionSpec], route: str = "auto",
@@ -341,7 +313,7 @@ def generate_deck(gen: Generator, brief: Brief, specs: list[SectionSpec], route:
         if on_progress:
             on_progress("started", spec, None)
         result = generate_section(gen, spec, brief, route, exclude_case,
-                                  boxes.get(spec.name))
+                                  boxes.get(spec.name), boxes.get(f"{spec.name}.title"))
         if on_progress:
             on_progress("finished", spec, result)
         return result

@@ -53,8 +53,8 @@ class Face:
         """The advance width of `text` at `size` points, in points."""
         return _width(self.bold if bold else self.regular, text) * size * self.width_factor
 
-    def average_char(self, size: float) -> float:
-        return self.width(SAMPLE, size) / len(SAMPLE)
+    def average_char(self, size: float, bold: bool = False) -> float:
+        return self.width(SAMPLE, size, bold) / len(SAMPLE)
 
 
 @functools.lru_cache(maxsize=64)

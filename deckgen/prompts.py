@@ -68,7 +68,7 @@ class PromptRenderer:
         """The two turns that ask for a corrected answer once."""
         return self._follow_up("_repair.j2", spec, answer, problems=problems)
 
-    def render_shorten(self, spec: SectionSpec, answer: str, used: int,
-                       available: int) -> list[Message]:
-        """The two turns that ask once for an answer short enough for its box."""
-        return self._follow_up("_shorten.j2", spec, answer, used=used, available=available)
+    def render_shorten(self, spec: SectionSpec, answer: str,
+                       problems: list[str]) -> list[Message]:
+        """The two turns that ask once for an answer short enough for its boxes."""
+        return self._follow_up("_shorten.j2", spec, answer, problems=problems)

@@ -128,7 +128,11 @@ def test_trimming_drops_whole_items_from_the_end(specs):
 def test_slides_boxes_come_from_size_transform_and_styles():
     deck = realistic_template()
     boxes = deck_boxes(deck)
-    assert set(boxes) == {"current_state", "future_state", "data", "skills", "stakeholders"}
+    sections = {"current_state", "future_state", "data", "skills", "stakeholders"}
+    assert set(boxes) == sections | {f"{s}.title" for s in sections}
+    title = boxes["current_state.title"]  # Montserrat 28pt bold: no metrics, judged wider
+    assert (title.font, title.size, title.bold) == ("Montserrat", 28, True)
+    assert not title.describe()["exact_metrics"]
     cs = boxes["current_state"]
     element = next(e for s in deck["slides"] for e in s["pageElements"]
                    if e["objectId"] == "cs_body")
@@ -196,8 +200,8 @@ def test_a_long_section_is_shortened_on_the_same_route(fake_generator, fake_open
     ask = fake_openai.requests[1]["messages"]
     first = measure(b, bullets(5, 118))
     assert ask[-2]["role"] == "assistant" and "too long for its box" in ask[-1]["content"]
-    assert f"needs {first.lines_used} lines and the box holds {first.lines_available}" \
-        in ask[-1]["content"]
+    assert f"the text needs {first.lines_used} lines and the box holds " \
+        f"{first.lines_available}" in ask[-1]["content"]
     fit = result.fit
     assert fit["first_answer"] == str(first) and not first.fits
     assert fit["shortened"] and fit["items_dropped"] == 0 and not fit["overflows"]
@@ -229,3 +233,36 @@ def test_without_a_box_nothing_is_measured(fake_generator, fake_openai, specs):
     fake_openai.reply("current_state", answer(5, 118))
     result = generate_section(fake_generator, specs["current_state"], BRIEF)
     assert result.fit is None and len(fake_openai.requests) == 1
+
+
+def titled(title: str) -> str:
+    return json.dumps({"title": title, "bullets": bullets(3, 40)})
+
+
+def test_a_headline_is_written_to_its_box_and_shortened_when_long(fake_generator, fake_openai,
+                                                                  specs):
+    headline = box(0.6, 6.0, size=28, bold=True)
+    limits = box_spec(specs["current_state"], None, headline)
+    assert 20 <= limits.title_chars < specs["current_state"].title_chars
+    long_title = "Harbor Logistics trucks wait two and a half hours at every gate"
+    fake_openai.reply("current_state", titled(long_title), titled("Trucks wait 2.5 hours"))
+    result = generate_section(fake_generator, specs["current_state"], BRIEF, box=box(4.0),
+                              title_box=headline)
+    schema = fake_openai.requests[0]["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["title"]["maxLength"] == limits.title_chars
+    first = measure(headline, [long_title])
+    assert "the headline needs" in fake_openai.requests[1]["messages"][-1]["content"]
+    assert result.title == "Trucks wait 2.5 hours"
+    assert result.fit["title"]["first_answer"] == str(first) and not first.fits
+    assert result.fit["title"]["lines_used"] <= result.fit["title"]["lines_available"]
+    assert not result.fit["title"]["overflows"] and "warning" not in result.fit
+
+
+def test_a_headline_that_stays_long_is_flagged_not_cut(fake_generator, fake_openai, specs):
+    headline = box(0.6, 6.0, size=28, bold=True)
+    long_title = "Harbor Logistics trucks wait two and a half hours at every gate"
+    fake_openai.reply("current_state", titled(long_title), titled(long_title))
+    result = generate_section(fake_generator, specs["current_state"], BRIEF, box=box(4.0),
+                              title_box=headline)
+    assert result.status == "ok" and result.title == long_title  # whole, never clipped
+    assert result.fit["title"]["overflows"] and "headline" in result.fit["warning"]

@@ -159,6 +159,7 @@ def shape_box(shape: Any, slide: Any, prs: Any) -> Box:
         return next((v for v in (get(r) for r in run_props) if v), None)
 
     sz = run_attr(lambda r: r.get("sz"))
+    bold = run_attr(lambda r: r.get("b")) in ("1", "true")
     size = int(sz) / 100 if sz else 18.0
     typeface = run_attr(lambda r: r.find(f"{{{A}}}latin") is not None and
                         r.find(f"{{{A}}}latin").get("typeface"))
@@ -187,7 +188,8 @@ def shape_box(shape: Any, slide: Any, prs: Any) -> Box:
     if body is not None and body.find(f"{{{A}}}normAutofit") is not None:
         assumed.append("shrink-on-overflow ignored: measured at the full font size")
     return Box(width=shape.width / EMU_PER_PT, height=height / EMU_PER_PT,
-               font=typeface or "Calibri", size=size, insets=insets,  # type: ignore[arg-type]
+               font=typeface or "Calibri", size=size, bold=bold,
+               insets=insets,  # type: ignore[arg-type]
                line_spacing=pct or 1.0, line_pitch=exact,
                space_before=_points(para["spcBef"], size) or 0.0,
                space_after=_points(para["spcAft"], size) or 0.0,
@@ -197,20 +199,21 @@ def shape_box(shape: Any, slide: Any, prs: Any) -> Box:
 
 
 def template_boxes(prs: Any) -> dict[str, Box]:
-    """Each section's body box in the template (the smallest, where a section is marked
-    more than once)."""
+    """Each section's boxes in the template: "current_state" (its body) and
+    "current_state.title" (its headline); the smallest where one is marked twice."""
     boxes: dict[str, Box] = {}
     for slide in prs.slides:
         for shape in slide.shapes:
             if not shape.has_text_frame:
                 continue
             whole = TOKEN.fullmatch(_frame_text(shape.text_frame).strip())
-            if not whole or whole.group(2) or whole.group(1) in FACTS:
+            if not whole or whole.group(1) in FACTS:
                 continue
+            key = whole.group(1) + (".title" if whole.group(2) else "")
             box = shape_box(shape, slide, prs)
-            old = boxes.get(whole.group(1))
+            old = boxes.get(key)
             if old is None or box.lines_available < old.lines_available:
-                boxes[whole.group(1)] = box
+                boxes[key] = box
     return boxes
 
 

@@ -189,7 +189,8 @@ def element_box(element: dict[str, Any], paragraph: list[dict[str, Any]]) -> Box
                  _magnitude(para.get("indentFirstLine")) or 0.0)
     return Box(width=width * abs(float(transform.get("scaleX", 1) or 1)),
                height=height * abs(float(transform.get("scaleY", 1) or 1)),
-               font=font or "Arial", size=points or 18.0, insets=(SLIDES_INSET,) * 4,
+               font=font or "Arial", size=points or 18.0, bold=bool(style.get("bold")),
+               insets=(SLIDES_INSET,) * 4,
                line_spacing=float(para.get("lineSpacing", 100)) / 100,
                space_before=_magnitude(para.get("spaceAbove")) or 0.0,
                space_after=_magnitude(para.get("spaceBelow")) or 0.0,
@@ -197,18 +198,18 @@ def element_box(element: dict[str, Any], paragraph: list[dict[str, Any]]) -> Box
 
 
 def deck_boxes(presentation: dict[str, Any]) -> dict[str, Box]:
-    """Each section's body box in the deck (the smallest, where a section is marked twice)."""
+    """Each section's boxes in the deck: "current_state" (its body) and
+    "current_state.title" (its headline); the smallest where one is marked twice."""
     elements = {e["objectId"]: e for slide in presentation.get("slides", [])
                 for e in _elements(slide.get("pageElements", []))}
     boxes: dict[str, Box] = {}
     for target in find_targets(presentation)[0]:
-        if target.part != "body":
-            continue
+        key = target.section + (".title" if target.part == "title" else "")
         paragraph = _paragraphs(target.elements)[0] if target.elements else []
         box = element_box(elements[target.object_id], paragraph)
-        old = boxes.get(target.section)
+        old = boxes.get(key)
         if box and (old is None or box.lines_available < old.lines_available):
-            boxes[target.section] = box
+            boxes[key] = box
     return boxes
 
 
