@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="compare routes and prompt variants on the solved cases")
     ev.add_argument("--cases", type=Path, help="the examples folder (default DECKGEN_EXAMPLES_DIR)")
     ev.add_argument("--routes", default="local", help="comma-separated routes (default local)")
+    ev.add_argument("--judge", choices=ROUTES, metavar="ROUTE",
+                    help="also have the model on ROUTE score every section on a rubric "
+                         "(relevance, specificity, tone; prompts/_judge.j2)")
     ev.add_argument("--prompts-variant", type=Path, action="append", default=[],
                     help="a folder of prompt files that replace the default ones "
                     "(e.g. prompts/variants/plain); repeatable")
@@ -243,11 +246,17 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
                          PromptRenderer(config.prompts_dir, overlay), router,
                          temperature=config.temperature, privacy=config.privacy)
 
+    judge = None
     try:
-        for route in routes:
+        for route in routes + ([args.judge] if args.judge else []):
             router.route(router.resolve(route))  # configuration errors before any work
+        if args.judge:
+            from deckgen.judge import Judge
+
+            judge = Judge(router, router.resolve(args.judge), PromptRenderer(config.prompts_dir))
         report = evaluate(cases, variants, generator_for, wanted,
-                          progress=lambda line: print(line, file=sys.stderr, flush=True))
+                          progress=lambda line: print(line, file=sys.stderr, flush=True),
+                          judge=judge)
     finally:
         router.close()
     paths = write_report(report, args.out)

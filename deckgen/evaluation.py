@@ -4,7 +4,8 @@ never its own few-shot example), and writing the report (JSON, Markdown, HTML wi
 Per section and overall: schema validity and repair rate, fit to the slide (item count and
 length within the spec), grounding (names and numbers in the output found neither in the
 brief nor in the section's instructions, as a rate: a hallucination signal), ROUGE-L overlap
-with the reference section (rouge-score), latency and tokens."""
+with the reference section (rouge-score), latency and tokens; optionally an LLM judge's rubric
+scores (deckgen/judge.py), labelled as a model's opinion."""
 
 from __future__ import annotations
 
@@ -25,11 +26,24 @@ from typing import Any
 from deckgen import __version__
 from deckgen.deck import Generator, SectionResult, generate_deck
 from deckgen.examples import Case
+from deckgen.judge import CRITERIA, Judge
 from deckgen.sections import SectionSpec
 
 _ENTITY = re.compile(r"\d[\d,.]*%?|\b[A-Z][A-Za-z&'-]{1,}\b")
 METRICS = ("valid", "repaired", "fits", "ungrounded_rate", "rouge_l", "seconds",
            "prompt_tokens", "completion_tokens")
+JUDGE_METRICS = tuple(f"judge_{c}" for c in CRITERIA)
+
+
+def metrics_in(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The metrics the rows carry: the judge's only when a judge ran."""
+    judged = any(m in r for r in rows for m in JUDGE_METRICS)
+    return METRICS + (JUDGE_METRICS if judged else ())
+
+
+def _mean(values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
 
 
 @dataclass(frozen=True)
@@ -70,8 +84,10 @@ def section_metrics(spec: SectionSpec, result: SectionResult, case: Case,
 
 def evaluate(cases: list[Case], variants: list[Variant],
              generator_for: Callable[[Variant], Generator], sections: list[str] | None = None,
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run every case through every variant and collect per-section metrics."""
+             progress: Callable[[str], None] | None = None,
+             judge: Judge | None = None) -> dict[str, Any]:
+    """Run every case through every variant and collect per-section metrics (and, with a
+    judge, its rubric scores for every generated section)."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
@@ -88,7 +104,11 @@ def evaluate(cases: list[Case], variants: list[Variant],
             for spec, result in zip(specs, deck.sections, strict=True):
                 assert case.id not in result.examples_used  # leave-one-out holds
                 system = result.prompt_messages[0]["content"] if result.prompt_messages else ""
-                metrics = section_metrics(spec, result, case, system, scorer)
+                metrics: dict[str, Any] = section_metrics(spec, result, case, system, scorer)
+                if judge is not None:
+                    scores = judge.score(case.brief, spec.label, "\n".join(
+                        [result.title, *result.lines])) if result.content else {}
+                    metrics.update({f"judge_{c}": scores.get(c) for c in CRITERIA})
                 rows.append({"variant": variant.name, "case": case.id, "section": spec.name,
                              "model": result.model, "error": result.error, **metrics})
                 if result.model:
@@ -103,18 +123,22 @@ def evaluate(cases: list[Case], variants: list[Variant],
                  "prompts_sha256": prompts[v.name], "models": sorted(models.get(v.name, []))}
                 for v in variants],
             "cases": [c.id for c in cases], "rows": rows,
+            "judge": None if judge is None else {
+                "route": judge.route, "models": sorted(judge.models),
+                "rubric": "prompts/_judge.j2", "unusable_verdicts": judge.failures},
             "summary": summarise(rows, [v.name for v in variants])}
 
 
 def summarise(rows: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    metrics = metrics_in(rows)
     for variant in variants:
         mine = [r for r in rows if r["variant"] == variant]
-        by_section: dict[str, dict[str, float]] = {}
+        by_section: dict[str, dict[str, float | None]] = {}
         for section in dict.fromkeys(r["section"] for r in mine):
             these = [r for r in mine if r["section"] == section]
-            by_section[section] = {m: statistics.fmean(r[m] for r in these) for m in METRICS}
-        overall = {m: statistics.fmean(r[m] for r in mine) for m in METRICS} if mine else {}
+            by_section[section] = {m: _mean([r.get(m) for r in these]) for m in metrics}
+        overall = {m: _mean([r.get(m) for r in mine]) for m in metrics} if mine else {}
         out[variant] = {"overall": overall, "sections": by_section}
     return out
 
@@ -141,15 +165,20 @@ def code_version() -> str:
 LABELS = {"valid": "schema valid", "repaired": "repaired", "fits": "fits the slide",
           "ungrounded_rate": "ungrounded names/numbers", "rouge_l": "ROUGE-L vs reference",
           "seconds": "seconds", "prompt_tokens": "prompt tokens",
-          "completion_tokens": "completion tokens"}
+          "completion_tokens": "completion tokens",
+          **{f"judge_{c}": f"LLM judge: {c} (1-5)" for c in CRITERIA}}
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def summary_table(report: dict[str, Any]) -> str:
     variants = [v["name"] for v in report["variants"]]
     lines = ["| metric (overall) | " + " | ".join(variants) + " |",
              "|---|" + "---:|" * len(variants)]
-    for metric in METRICS:
-        cells = [f"{report['summary'][v]['overall'].get(metric, 0):.3g}" for v in variants]
+    for metric in metrics_in(report["rows"]):
+        cells = [_cell(report["summary"][v]["overall"].get(metric)) for v in variants]
         lines.append(f"| {LABELS[metric]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -162,9 +191,9 @@ def _charts(report: dict[str, Any]) -> dict[str, str]:
 
     variants = [v["name"] for v in report["variants"]]
     charts = {}
-    for metric in METRICS:
+    for metric in metrics_in(report["rows"]):
         fig, ax = plt.subplots(figsize=(5, 2.6), dpi=100)
-        values = [report["summary"][v]["overall"].get(metric, 0) for v in variants]
+        values = [report["summary"][v]["overall"].get(metric) or 0 for v in variants]
         ax.bar(variants, values, color="#138d90")
         ax.set_title(LABELS[metric])
         fig.tight_layout()
@@ -185,15 +214,22 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
         header.append(f"- **{v['name']}**: route `{v['route']}`, models "
                       f"{', '.join(v['models']) or '-'}, prompts `{v['prompts_dir']}` "
                       f"(sha256 {v['prompts_sha256']})")
+    judge = report.get("judge")
+    if judge:
+        header.append(f"- **LLM judge** (a model's opinion, not a measurement): route "
+                      f"`{judge['route']}`, models {', '.join(judge['models']) or '-'}, rubric "
+                      f"`{judge['rubric']}`; {judge['unusable_verdicts']} unusable verdicts "
+                      "left out of the means")
     sections = ["", summary_table(report), "", "## Per section", ""]
     variants = [v["name"] for v in report["variants"]]
-    sections.append("| section | variant | " + " | ".join(LABELS[m] for m in METRICS) + " |")
-    sections.append("|---|---|" + "---:|" * len(METRICS))
+    metrics = metrics_in(report["rows"])
+    sections.append("| section | variant | " + " | ".join(LABELS[m] for m in metrics) + " |")
+    sections.append("|---|---|" + "---:|" * len(metrics))
     for name in report["summary"][variants[0]]["sections"]:
         for v in variants:
             values = report["summary"][v]["sections"].get(name, {})
             sections.append(f"| {name} | {v} | " + " | ".join(
-                f"{values.get(m, 0):.3g}" for m in METRICS) + " |")
+                _cell(values.get(m)) for m in metrics) + " |")
     markdown = "\n".join(header + sections) + "\n"
     paths = [out / "report.json", out / "report.md", out / "report.html"]
     paths[0].write_text(json.dumps(report, indent=2, ensure_ascii=False))

@@ -68,6 +68,12 @@ class PromptRenderer:
         """The two turns that ask for a corrected answer once."""
         return self._follow_up("_repair.j2", spec, answer, problems=problems)
 
+    def render_judge(self, brief_json: str, label: str, text: str) -> list[Message]:
+        """The LLM judge's prompt for one section (prompts/_judge.j2)."""
+        module = self._module("_judge.j2")
+        return [{"role": "system", "content": str(module.system(label)).strip()},
+                {"role": "user", "content": str(module.user(brief_json, label, text)).strip()}]
+
     def render_shorten(self, spec: SectionSpec, answer: str,
                        problems: list[str]) -> list[Message]:
         """The two turns that ask once for an answer short enough for its boxes."""

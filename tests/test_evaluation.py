@@ -92,3 +92,28 @@ def test_eval_on_the_real_local_model(config, tmp_path, local_url):
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert len(report["rows"]) == 2
     assert all(r["model"].startswith("SmolLM2") for r in report["rows"] if r["valid"])
+
+
+def test_an_llm_judge_scores_each_section_and_is_labelled(cases, fake_openai, tmp_path):
+    verdict = {"relevance": 4, "specificity": 2, "tone": 5, "reason": "specific enough"}
+    fake_openai.reply("judge", json.dumps(verdict),
+                      json.dumps({**verdict, "relevance": 7}),  # outside the rubric
+                      "I would rate this highly")  # not a verdict
+    env = {"DECKGEN_SELF_HOSTED_URL": fake_openai.url, "DECKGEN_SELF_HOSTED_MODEL": "m"}
+    run = run_eval("--routes", "self-hosted", "--judge", "self-hosted", "--limit", 3,
+                   "--sections", "skills", "--out", tmp_path / "report", env=env)
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["judge"] == {"route": "self-hosted", "models": ["m"],
+                               "rubric": "prompts/_judge.j2", "unusable_verdicts": 2}
+    scored = [r for r in report["rows"] if r["judge_relevance"] is not None]
+    assert len(report["rows"]) == 3 and len(scored) == 1
+    overall = report["summary"]["self-hosted"]["overall"]
+    assert (overall["judge_relevance"], overall["judge_specificity"]) == (4.0, 2.0)
+    asks = fake_openai.bodies("judge")
+    assert len(asks) == 3
+    first = asks[0]["messages"][-1]["content"]
+    assert cases[0].brief.client in first and '<<<' in first  # the brief, fenced
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "LLM judge: relevance (1-5)" in markdown and "not a measurement" in markdown
+    assert (tmp_path / "report" / "report.html").read_text().count("<img") == 11
