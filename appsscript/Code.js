@@ -17,8 +17,16 @@
 /**
  * @typedef {{
  *   section: string, state: string, route?: string, model?: string,
- *   seconds?: number, error?: BackendError | null
+ *   seconds?: number, error?: BackendError | null, fit?: SectionFit | null
  * }} JobSection
+ */
+/**
+ * How a section's text fits its box (lines used of lines available), as the
+ * backend measured it with the template's fonts.
+ * @typedef {{
+ *   lines_used?: number, lines_available?: number, items_dropped?: number,
+ *   overflows?: boolean
+ * }} SectionFit
  */
 /**
  * @typedef {{
@@ -703,6 +711,13 @@ function summarizeJob_(job) {
     var text = words[sState] || sState;
     if (sState === 'done' && typeof s.seconds === 'number') {
       text += ' (' + Math.round(s.seconds) + ' s)';
+    }
+    var fit = s && s.fit;
+    if (sState === 'done' && fit && typeof fit.lines_used === 'number') {
+      // lines used of the box's lines: a rep sees at a glance that nothing overflows
+      text += ' · ' + fit.lines_used + '/' + fit.lines_available + ' lines';
+      if (fit.overflows) text += ', overflows';
+      else if (fit.items_dropped) text += ', ' + fit.items_dropped + ' cut';
     }
     return { section: String(s && s.section), label: sectionLabel_(String(s && s.section)), state: sState, text: text, error: error };
   });

@@ -362,6 +362,16 @@ test('summarizeJob_ words every job state', () => {
   assert.equal(s({ id: 'j', state: 'running', sections: [{ section: 'custom_thing', state: 'queued' }] }).sections[0].label, 'Custom thing');
 });
 
+test('summarizeJob_ shows how each section fits its box', () => {
+  const env = load();
+  const s = (fit) => plain(env.gs.summarizeJob_({ id: 'j', state: 'done', sections: [{ section: 'data', state: 'done', seconds: 12.4, fit }] })).sections[0].text;
+  assert.equal(s({ lines_used: 7, lines_available: 9, items_dropped: 0, overflows: false }), 'Done (12 s) · 7/9 lines');
+  assert.equal(s({ lines_used: 9, lines_available: 9, items_dropped: 2, overflows: false }), 'Done (12 s) · 9/9 lines, 2 cut');
+  assert.equal(s({ lines_used: 11, lines_available: 9, items_dropped: 4, overflows: true }), 'Done (12 s) · 11/9 lines, overflows');
+  assert.equal(s(null), 'Done (12 s)');
+  assert.equal(s({ limits: {} }), 'Done (12 s)');
+});
+
 // ---------------------------------------------------------------------------
 // Mark selected box as section
 // ---------------------------------------------------------------------------
