@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
-	$(BIN)/python -m pip install --progress-bar off -e '.[dev,eval]'
+	$(BIN)/python -m pip install --progress-bar off -e '.[dev,eval,train]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -48,7 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check deckgen tests scripts
+	$(BIN)/ruff check deckgen tests scripts bench training
 	$(BIN)/mypy deckgen
 
 template: $(STAMP)
