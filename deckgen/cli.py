@@ -256,7 +256,7 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
             judge = Judge(router, router.resolve(args.judge), PromptRenderer(config.prompts_dir))
         report = evaluate(cases, variants, generator_for, wanted,
                           progress=lambda line: print(line, file=sys.stderr, flush=True),
-                          judge=judge)
+                          judge=judge, prices=config.prices)
     finally:
         router.close()
     paths = write_report(report, args.out)

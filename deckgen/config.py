@@ -100,12 +100,32 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+def parse_prices(raw: str) -> dict[str, tuple[float, float]]:
+    """DECKGEN_PRICES: "gpt-4o=2.50/10.00,deckgen=0.20/0.20", US dollars per million
+    prompt / completion tokens, per model name as the server reports it."""
+    prices: dict[str, tuple[float, float]] = {}
+    for entry in filter(None, (e.strip() for e in raw.split(","))):
+        model, _, pair = entry.partition("=")
+        prompt, _, completion = pair.partition("/")
+        try:
+            prices[model.strip()] = (float(prompt), float(completion))
+        except ValueError:
+            raise ConfigError(f"DECKGEN_PRICES entry {entry!r} is not MODEL=PROMPT/COMPLETION "
+                              "(US dollars per million tokens, e.g. gpt-4o=2.50/10.00)") from None
+        if not model.strip() or min(prices[model.strip()]) < 0:
+            raise ConfigError(f"DECKGEN_PRICES entry {entry!r} needs a model name and prices "
+                              "of at least 0")
+    return prices
+
+
 @dataclass(frozen=True)
 class Config:
     prompts_dir: Path = ROOT / "prompts"
     examples_dir: Path = ROOT / "examples"
     route: str = "auto"
     temperature: float = 0.3
+    # US dollars per million prompt / completion tokens, by model (for eval's cost column)
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)
     section_timeout: float = 180.0
     # local: SmolLM2 through llama.cpp's OpenAI-compatible server
     local_model_path: Path | None = None
@@ -194,6 +214,7 @@ class Config:
             limits={name: _limits(env, name) for name in MODEL_ROUTES},
             route_table=parse_route_table(env.get("DECKGEN_ROUTE_TABLE", "")),
             privacy=PrivacyPolicy.from_env(env),
+            prices=parse_prices(env.get("DECKGEN_PRICES", "")),
         )
 
 

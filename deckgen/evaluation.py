@@ -36,9 +36,11 @@ JUDGE_METRICS = tuple(f"judge_{c}" for c in CRITERIA)
 
 
 def metrics_in(rows: list[dict[str, Any]]) -> tuple[str, ...]:
-    """The metrics the rows carry: the judge's only when a judge ran."""
+    """The metrics the rows carry: cost only where a price table priced a model, the
+    judge's only when a judge ran."""
     judged = any(m in r for r in rows for m in JUDGE_METRICS)
-    return METRICS + (JUDGE_METRICS if judged else ())
+    priced = any(r.get("cost_usd") is not None for r in rows)
+    return METRICS + (("cost_usd",) if priced else ()) + (JUDGE_METRICS if judged else ())
 
 
 def _mean(values: list[Any]) -> float | None:
@@ -85,7 +87,8 @@ def section_metrics(spec: SectionSpec, result: SectionResult, case: Case,
 def evaluate(cases: list[Case], variants: list[Variant],
              generator_for: Callable[[Variant], Generator], sections: list[str] | None = None,
              progress: Callable[[str], None] | None = None,
-             judge: Judge | None = None) -> dict[str, Any]:
+             judge: Judge | None = None,
+             prices: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
     """Run every case through every variant and collect per-section metrics (and, with a
     judge, its rubric scores for every generated section)."""
     from rouge_score import rouge_scorer
@@ -105,6 +108,10 @@ def evaluate(cases: list[Case], variants: list[Variant],
                 assert case.id not in result.examples_used  # leave-one-out holds
                 system = result.prompt_messages[0]["content"] if result.prompt_messages else ""
                 metrics: dict[str, Any] = section_metrics(spec, result, case, system, scorer)
+                price = (prices or {}).get(result.model)
+                if price:
+                    metrics["cost_usd"] = (result.prompt_tokens * price[0] +
+                                           result.completion_tokens * price[1]) / 1e6
                 if judge is not None:
                     scores = judge.score(case.brief, spec.label, "\n".join(
                         [result.title, *result.lines])) if result.content else {}
@@ -123,6 +130,7 @@ def evaluate(cases: list[Case], variants: list[Variant],
                  "prompts_sha256": prompts[v.name], "models": sorted(models.get(v.name, []))}
                 for v in variants],
             "cases": [c.id for c in cases], "rows": rows,
+            "prices": {m: list(p) for m, p in (prices or {}).items()},
             "judge": None if judge is None else {
                 "route": judge.route, "models": sorted(judge.models),
                 "rubric": "prompts/_judge.j2", "unusable_verdicts": judge.failures},
@@ -166,6 +174,7 @@ LABELS = {"valid": "schema valid", "repaired": "repaired", "fits": "fits the sli
           "ungrounded_rate": "ungrounded names/numbers", "rouge_l": "ROUGE-L vs reference",
           "seconds": "seconds", "prompt_tokens": "prompt tokens",
           "completion_tokens": "completion tokens",
+          "cost_usd": "cost, US$ (priced models)",
           **{f"judge_{c}": f"LLM judge: {c} (1-5)" for c in CRITERIA}}
 
 

@@ -82,6 +82,8 @@ def test_brief_from_stdin_with_field_errors(tmp_path):
 def test_bad_configuration_is_a_clear_error(tmp_path):
     run = deckgen("generate", BRIEF, env={"DECKGEN_ROUTE": "gpt5"})
     assert run.returncode == 2 and "DECKGEN_ROUTE must be one of" in run.stderr
+    run = deckgen("generate", BRIEF, env={"DECKGEN_PRICES": "gpt-4o=2.5"})
+    assert run.returncode == 2 and "'gpt-4o=2.5' is not MODEL=PROMPT/COMPLETION" in run.stderr
 
 
 def test_generate_into_google_slides_copied_from_a_template(google, fake_openai, tmp_path):

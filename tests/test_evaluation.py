@@ -99,7 +99,8 @@ def test_an_llm_judge_scores_each_section_and_is_labelled(cases, fake_openai, tm
     fake_openai.reply("judge", json.dumps(verdict),
                       json.dumps({**verdict, "relevance": 7}),  # outside the rubric
                       "I would rate this highly")  # not a verdict
-    env = {"DECKGEN_SELF_HOSTED_URL": fake_openai.url, "DECKGEN_SELF_HOSTED_MODEL": "m"}
+    env = {"DECKGEN_SELF_HOSTED_URL": fake_openai.url, "DECKGEN_SELF_HOSTED_MODEL": "m",
+           "DECKGEN_PRICES": "m=2.5/10,other=1/1"}
     run = run_eval("--routes", "self-hosted", "--judge", "self-hosted", "--limit", 3,
                    "--sections", "skills", "--out", tmp_path / "report", env=env)
     assert run.returncode == 0, run.stderr
@@ -116,4 +117,9 @@ def test_an_llm_judge_scores_each_section_and_is_labelled(cases, fake_openai, tm
     assert cases[0].brief.client in first and '<<<' in first  # the brief, fenced
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "LLM judge: relevance (1-5)" in markdown and "not a measurement" in markdown
-    assert (tmp_path / "report" / "report.html").read_text().count("<img") == 11
+    # a price table turns tokens into cost, per model as the server named it
+    for row in report["rows"]:
+        expected = (row["prompt_tokens"] * 2.5 + row["completion_tokens"] * 10) / 1e6
+        assert row["cost_usd"] == pytest.approx(expected) and expected > 0
+    assert "cost, US$ (priced models)" in markdown
+    assert (tmp_path / "report" / "report.html").read_text().count("<img") == 12
