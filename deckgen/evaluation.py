@@ -94,6 +94,7 @@ def evaluate(cases: list[Case], variants: list[Variant],
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    version = code_version()  # at the start: the code that runs, not what is checked out after
     rows: list[dict[str, Any]] = []
     prompts: dict[str, str] = {}
     models: dict[str, set[str]] = {}
@@ -125,7 +126,7 @@ def evaluate(cases: list[Case], variants: list[Variant],
                 progress(f"[{done}/{total}] {variant.name}: {case.id} "
                          f"({deck.seconds:.1f}s)")
     return {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "code_version": code_version(), "variants": [
+            "code_version": version, "variants": [
                 {"name": v.name, "route": v.route, "prompts_dir": str(v.prompts_dir),
                  "prompts_sha256": prompts[v.name], "models": sorted(models.get(v.name, []))}
                 for v in variants],
@@ -160,11 +161,17 @@ def prompts_digest(prompts_dir: Path) -> str:
 
 
 def code_version() -> str:
+    """The package version and git commit, marked `.dirty` when tracked files differ from
+    that commit (the report then does not name exactly the code that ran)."""
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5)
+
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).parent, timeout=5)
+        rev = git("rev-parse", "--short", "HEAD")
         if rev.returncode == 0:
-            return f"{__version__}+g{rev.stdout.strip()}"
+            dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+            return f"{__version__}+g{rev.stdout.strip()}{'.dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
         pass
     return __version__
