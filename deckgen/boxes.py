@@ -43,6 +43,11 @@ class Box:
     where: str = ""  # which shape, for messages
     assumed: tuple[str, ...] = ()  # properties the template leaves unset, taken as defaults
 
+    def __post_init__(self) -> None:
+        # A template can say 0pt or 0% (nonsense, but it must not crash a job): clamp.
+        object.__setattr__(self, "size", max(1.0, self.size))
+        object.__setattr__(self, "line_spacing", max(0.1, self.line_spacing))
+
     @property
     def text_width(self) -> float:
         return max(1.0, self.width - self.insets[0] - self.insets[2] - self.indent)
@@ -53,7 +58,7 @@ class Box:
 
     @property
     def pitch(self) -> float:
-        if self.line_pitch:
+        if self.line_pitch and self.line_pitch > 0:
             return self.line_pitch
         return self.size * face(self.font).line_height * self.line_spacing
 

@@ -84,6 +84,18 @@ def test_lines_count_against_the_height_with_paragraph_spacing():
     assert measure(spaced, ["short"] * 2).lines_used == 4
 
 
+def test_degenerate_boxes_are_measured_not_crashed(specs):
+    spec = specs["stakeholders"]
+    content = {"title": "t", "people": [{"name": "Ana Ruiz", "role": "COO",
+                                          "cares_about": "waits"}] * 3}
+    for odd in (box(0.0), box(2.0, size=0), box(2.0, 0.1), box(2.0, line_spacing=0),
+                box(2.0, line_pitch=0.0)):
+        limits = box_spec(spec, odd)
+        assert 1 <= limits.min_items <= limits.max_items
+        fitted, dropped = trim_to_fit(odd, spec, content)
+        assert len(fitted["people"]) >= 1 and dropped <= 2
+
+
 # -- limits from the box --------------------------------------------------------------------
 
 def test_a_large_box_keeps_the_section_limits(specs):
@@ -266,3 +278,15 @@ def test_a_headline_that_stays_long_is_flagged_not_cut(fake_generator, fake_open
                               title_box=headline)
     assert result.status == "ok" and result.title == long_title  # whole, never clipped
     assert result.fit["title"]["overflows"] and "headline" in result.fit["warning"]
+
+
+def test_a_malformed_template_value_is_a_clear_error(tmp_path):
+    from deckgen.errors import TemplateError
+
+    prs = Presentation()
+    shape = prs.slides.add_slide(prs.slide_layouts[6]).shapes.add_textbox(
+        Inches(1), Inches(1), Inches(4), Inches(2))
+    shape.text_frame.text = "{{data}}"
+    shape.text_frame.paragraphs[0].runs[0]._r.get_or_add_rPr().set("sz", "big")
+    with pytest.raises(TemplateError, match="malformed size or spacing value"):
+        template_boxes(prs)

@@ -210,7 +210,12 @@ def template_boxes(prs: Any) -> dict[str, Box]:
             if not whole or whole.group(1) in FACTS:
                 continue
             key = whole.group(1) + (".title" if whole.group(2) else "")
-            box = shape_box(shape, slide, prs)
+            try:
+                box = shape_box(shape, slide, prs)
+            except (ValueError, TypeError) as exc:
+                raise TemplateError(f"the template's box {shape.name!r} on slide "
+                                    f"{prs.slides.index(slide) + 1} has a malformed size or "
+                                    f"spacing value ({exc})") from None
             old = boxes.get(key)
             if old is None or box.lines_available < old.lines_available:
                 boxes[key] = box
