@@ -6,13 +6,19 @@
 #   docker run -p 8080:8080 -v deckgen-data:/data -e OPENAI_API_KEY=... deckgen
 
 # --- build: compile llama-cpp-python and collect every wheel ----------------------------
+# The runtime is built for a portable CPU baseline (x86-64-v3: AVX2/FMA/F16C, no AVX-512, no
+# AMX) by the same script as `make`, never -march=native: the image runs on any host with
+# AVX2, not only on hosts like the one that built it.
 FROM python:3.11-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+COPY scripts/build_llama.sh ./scripts/
+RUN mkdir -p /llama && PYTHON=python scripts/build_llama.sh /llama > /llama/where
 COPY setup.cfg pyproject.toml README.md ./
 COPY deckgen ./deckgen
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --wheel-dir /wheels --find-links "$(cat /llama/where)" \
+    --only-binary llama-cpp-python .
 
 # --- run -----------------------------------------------------------------------------
 FROM python:3.11-slim
