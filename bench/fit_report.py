@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 from deckgen.boxes import Box, measure  # noqa: E402
 from deckgen.brief import load_brief  # noqa: E402
 from deckgen.config import Config  # noqa: E402
+from deckgen.container import make_generator  # noqa: E402
 from deckgen.deck import DeckContent, generate_deck  # noqa: E402
-from deckgen.jobs import make_generator  # noqa: E402
 from deckgen.llm.router import Router  # noqa: E402
 from deckgen.writers.pptx import open_template, template_boxes  # noqa: E402
 from deckgen.writers.slides import deck_boxes  # noqa: E402

@@ -34,9 +34,9 @@ from bench.model_server import PROFILES, ModelServer, Profile  # noqa: E402
 from deckgen.brief import MAX_NOTES_BYTES, load_brief, parse_brief  # noqa: E402
 from deckgen.budget import TiktokenCounter, fit_budget  # noqa: E402
 from deckgen.config import Config  # noqa: E402
+from deckgen.container import make_generator  # noqa: E402
 from deckgen.deck import generate_deck, generate_section  # noqa: E402
 from deckgen.examples import select_examples  # noqa: E402
-from deckgen.jobs import make_generator  # noqa: E402
 from deckgen.llm.client import ModelRoute  # noqa: E402
 from deckgen.llm.local import free_port  # noqa: E402
 from deckgen.llm.router import Router  # noqa: E402

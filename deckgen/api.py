@@ -19,15 +19,15 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from deckgen.auth import Authenticator, Caller, Forbidden
 from deckgen.brief import parse_brief
 from deckgen.config import ROUTES, Config
-from deckgen.deck import DeckContent, generate_deck
+from deckgen.container import Container
+from deckgen.content import DeckContent
 from deckgen.errors import BriefError, DeckgenError
-from deckgen.jobs import initial_progress, make_generator, make_runner
+from deckgen.jobs import initial_progress, make_runner
 from deckgen.llm.router import Router
 from deckgen.metrics import Metrics
 from deckgen.openapi import openapi_document
 from deckgen.sections import pick_sections
 from deckgen.store import Job, Store
-from deckgen.writers.pptx import open_template, template_boxes
 
 JOB_FIELDS = {"brief", "opportunity_id", "presentation_id", "template_id", "title", "output",
               "sections", "route", "keep_edits"}
@@ -52,12 +52,10 @@ class InvalidRequest(DeckgenError):
 
 def create_app(config: Config | None = None, *, store: Store | None = None,
                router: Router | None = None, start_workers: bool = True) -> Flask:
-    config = config or Config.from_env()
-    store = store or Store(config.database_url)
-    router = router or Router.from_config(config)
-    generator = make_generator(config, router)
+    container = Container.build(config, router=router, store=store)
+    config, store, router = container.config, container.store, container.router
+    generator = container.generator
     specs = generator.specs
-    preview_boxes = template_boxes(open_template())
     metrics = Metrics()
 
     def finished(job: Job, deck: DeckContent | None) -> None:
@@ -65,10 +63,10 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
 
     dispatch = None
     if config.queue_url:
-        from deckgen.queue import dispatcher
+        from deckgen.tasks import dispatcher
 
         dispatch = dispatcher(config.queue_url)
-    runner = make_runner(config, store, generator, on_finish=finished, dispatch=dispatch)
+    runner = make_runner(container, on_finish=finished, dispatch=dispatch)
     auth = Authenticator(store, config.google_audience, config.allowed_domains,
                          config.google_certs_url)
 
@@ -215,6 +213,7 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
         store_ok = store.ping()
         health = router.health()
         routes_ok = not health or any(h["circuit"] != "open" and not h["out_of_quota"]
+                                      and not h["down"]
                                       for h in health.values())
         ready = store_ok and routes_ok
         return jsonify(ready=ready, store=store_ok, routes=health), 200 if ready else 503
@@ -266,8 +265,7 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
             raise InvalidRequest("brief is required", field="brief")
         brief = generator.privacy.apply(parse_brief(data["brief"]), who.owner)
         sections, route = options(data)
-        deck = generate_deck(generator, brief, pick_sections(specs, sections), route,
-                             boxes=preview_boxes)
+        deck = container.filler.preview(brief, sections, route)
         metrics.job_finished("preview", deck)
         return jsonify(deck.to_dict())
 

@@ -11,22 +11,16 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from deckgen.brief import load_brief
-from deckgen.config import ROUTES, Config
-from deckgen.deck import DeckContent, Generator, SectionResult, generate_deck
 from deckgen.errors import ConfigError, DeckgenError
-from deckgen.examples import load_cases
-from deckgen.llm.router import Router
-from deckgen.prompts import PromptRenderer
-from deckgen.sections import SectionSpec, load_specs, pick_sections
-from deckgen.writers.pptx import open_template, template_boxes, write_pptx
-from deckgen.writers.slides import (
-    SlidesWriter,
-    deck_boxes,
-    service_account_credentials,
-    user_credentials,
-)
+from deckgen.llm.policy import ROUTES
+
+# Imported where used, so `deckgen --help` does not pay for openai, Flask or Google's client.
+if TYPE_CHECKING:
+    from deckgen.config import Config
+    from deckgen.content import DeckContent, SectionResult
+    from deckgen.sections import SectionSpec
 
 
 def _since(text: str) -> float:
@@ -152,8 +146,16 @@ def table(deck: DeckContent) -> str:
     return "\n".join(lines)
 
 
+# exit codes of `deckgen generate`, by Filled.status (2 is a usage error, from main)
+EXIT_CODES = {"ok": 0, "failed": 1, "incomplete": 3}
+
+
 def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     import json
+
+    from deckgen.brief import load_brief
+    from deckgen.container import Container
+    from deckgen.fill import FillRequest, PptxTarget, SlidesTarget, Target
 
     source = "stdin" if str(args.brief) == "-" else str(args.brief)
     try:
@@ -161,70 +163,54 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     except OSError as exc:
         raise DeckgenError(f"cannot read the brief {source}: {exc.strerror}") from None
     brief = config.privacy.apply(load_brief(text, source))
-    specs = load_specs(config.prompts_dir)
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
-    chosen = pick_sections(specs, wanted)
-    out = args.out or Path("out") / f"{Path(source).stem if source != 'stdin' else 'deck'}.pptx"
-    writer, presentation = None, args.presentation
-    # a bad template fails before any model time; its boxes set how much each section says
-    boxes = template_boxes(open_template(args.pptx_template))
     if args.template and not args.title:
         raise ConfigError("--template needs --title for the new deck")
+    target: Target
     if args.presentation or args.template:
-        writer = slides_writer(config)
-        if args.template:
-            presentation = writer.copy_template(args.template, args.title)
-            print(f"  copied {args.template} to {presentation}", file=sys.stderr)
-        boxes = deck_boxes(writer.read(presentation))  # no access fails before model time
-    if args.no_fit:
-        boxes = {}
-    router = Router.from_config(config)
+        target = SlidesTarget(args.presentation, args.template, args.title, args.keep_edits,
+                              user_token=config.google_token)
+    else:
+        stem = Path(source).stem if source != "stdin" else "deck"
+        target = PptxTarget(args.out or Path("out") / f"{stem}.pptx", args.pptx_template)
+    container = Container.build(config)
+    filler, router = container.filler, container.router
     try:
         route = args.route or config.route
         first = router.resolve(route)
-        print(f"deckgen: {brief.client}: {len(chosen)} sections, route {route} "
+        # a bad template, a deck we cannot read, or no marks fail here, before model time
+        prepared = filler.prepare(FillRequest(brief, target, wanted, route, fit=not args.no_fit))
+        for name in prepared.skipped:
+            print(f"  {name}: the template has no box for it; not generated", file=sys.stderr)
+        print(f"deckgen: {brief.client}: {len(prepared.specs)} sections, route {route} "
               f"(starting on {first})", file=sys.stderr, flush=True)
         started = time.monotonic()
-        gen = Generator(specs, load_cases(config.examples_dir, specs),
-                        PromptRenderer(config.prompts_dir), router,
-                        temperature=config.temperature, privacy=config.privacy)
         router.route(first)  # start the route (and the local server) before the clock runs
         print(f"  model ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
-        deck = generate_deck(gen, brief, chosen, route,
-                             on_progress=ProgressPrinter(len(chosen)), boxes=boxes)
+        deck = filler.generate(prepared, ProgressPrinter(len(prepared.specs)))
     finally:
-        router.close()
+        container.close()
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(deck.to_dict(), indent=2, ensure_ascii=False))
     print(table(deck))
-    if writer is not None:
-        slides = writer.write(presentation, deck, keep_edits=args.keep_edits)
-        warnings, where = slides.warnings, slides.url
-    else:
-        report = write_pptx(deck, out, args.pptx_template)
-        warnings, where = report.warnings, str(out)
-    for warning in [*deck.fit_warnings(), *warnings]:
+    filled = filler.write(prepared, deck, on_copied=lambda presentation_id: print(
+        f"  copied {args.template} to {presentation_id}", file=sys.stderr))
+    for warning in filled.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"wrote {where}")
-    return 0 if deck.ok else 1
-
-
-def slides_writer(config: Config) -> SlidesWriter:
-    if config.google_token:
-        credentials = user_credentials(config.google_token)
-    elif config.google_credentials_file:
-        credentials = service_account_credentials(config.google_credentials_file)
-    else:
-        raise ConfigError("to write into Google Slides set DECKGEN_GOOGLE_TOKEN (a user's OAuth "
-                          "access token) or GOOGLE_APPLICATION_CREDENTIALS (a service account "
-                          "key file)")
-    return SlidesWriter(credentials, slides_endpoint=config.google_slides_endpoint,
-                        drive_endpoint=config.google_drive_endpoint)
+    print(f"wrote {filled.where}")
+    if filled.status != "ok":
+        print(f"deckgen: {filled.status}: {filled.summary()}", file=sys.stderr)
+    return EXIT_CODES[filled.status]
 
 
 def cmd_eval(args: argparse.Namespace, config: Config) -> int:
+    from deckgen.deck import Generator
     from deckgen.evaluation import Variant, evaluate, summary_table, write_report
+    from deckgen.examples import load_cases
+    from deckgen.llm.router import Router
+    from deckgen.prompts import PromptRenderer
+    from deckgen.sections import load_specs, pick_sections
 
     examples = args.cases or config.examples_dir
     dirs = [config.prompts_dir, *args.prompts_variant]
@@ -266,14 +252,15 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_dataset(args: argparse.Namespace, config: Config) -> int:
-    from deckgen.budget import TiktokenCounter
+    from deckgen.container import make_generator
     from deckgen.dataset import case_rows, export
+    from deckgen.llm.router import Router
+    from deckgen.llm.tokens import TiktokenCounter
 
     if not 0 <= args.heldout < 1:
         raise ConfigError("--heldout must be at least 0 and below 1")
-    specs = load_specs(config.prompts_dir)
-    gen = Generator(specs, load_cases(config.examples_dir, specs),
-                    PromptRenderer(config.prompts_dir), Router.from_config(config))
+    gen = make_generator(config, Router.from_config(config))
+    specs = gen.specs
     # the self-hosted model is what gets fine-tuned: fit prompts to its budget
     model = config.self_hosted_model or "self-hosted"
     rows = [] if args.no_examples else case_rows(gen, TiktokenCounter(model),
@@ -327,6 +314,8 @@ def cmd_keys(args: argparse.Namespace, config: Config) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from deckgen.config import Config
+
         config = Config.from_env()
         command = {"generate": cmd_generate, "eval": cmd_eval, "dataset": cmd_dataset,
                    "serve": cmd_serve, "keys": cmd_keys}

@@ -11,40 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deckgen.errors import ConfigError
+from deckgen.llm.policy import (
+    DEFAULT_LIMITS,
+    MODEL_ROUTES,
+    ROUTES,
+    RetryPolicy,
+    RouteLimits,
+)
 from deckgen.privacy import PrivacyPolicy
 
+__all__ = ["Config", "DEFAULT_LIMITS", "MODEL_ROUTES", "ROUTES", "RetryPolicy",
+           "RouteLimits"]
+
 ROOT = Path(__file__).resolve().parent.parent
-ROUTES = ("local", "self-hosted", "openai", "auto")
-MODEL_ROUTES = ("self-hosted", "openai", "local")
-
-
-@dataclass(frozen=True)
-class RouteLimits:
-    """Client-side pacing for one route; None means no limit."""
-
-    rpm: int | None
-    tpm: int | None
-    concurrency: int
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    deadline: float = 120.0  # seconds a section may spend retrying on one route
-    server_retries: int = 2  # retries of 5xx / timeouts / refused connections
-    backoff_initial: float = 0.5
-    backoff_max: float = 20.0
-    breaker_failures: int = 3  # consecutive failures that open a route's circuit
-    breaker_cooldown: float = 30.0
-    quota_cooldown: float = 300.0  # how long an out-of-quota route is skipped
-
-
-DEFAULT_LIMITS = {
-    # OpenAI's published tier-1 limits for GPT-4o; raise them to your organisation's tier.
-    "openai": RouteLimits(rpm=500, tpm=30000, concurrency=8),
-    "self-hosted": RouteLimits(rpm=None, tpm=None, concurrency=16),
-    # llama.cpp's server runs one request at a time; two keeps the next one queued.
-    "local": RouteLimits(rpm=None, tpm=None, concurrency=2),
-}
 
 
 def parse_route_table(raw: str) -> dict[str, tuple[str, ...]]:

@@ -10,102 +10,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from deckgen.boxes import Box, box_spec, fit_content
 from deckgen.brief import Brief
 from deckgen.budget import Fit, TokenCounter, fit_budget
-from deckgen.errors import DeckgenError, ModelError, OutputError
+from deckgen.content import DeckContent, SectionResult
+from deckgen.errors import DeckgenError, OutputError
 from deckgen.examples import Case, select_examples
-from deckgen.llm.client import (
-    Completion,
-    ContextOverflow,
-    QuotaExhausted,
-    RateLimited,
-    Transient,
-)
-from deckgen.llm.router import CallStats, Router, Unavailable
-from deckgen.privacy import (
-    EXTERNAL_ROUTES,
-    INTERNAL_ONLY,
-    REDACTED,
-    ConfidentialRouteError,
-    PrivacyPolicy,
-    Redactor,
-)
+from deckgen.llm.client import Completion, ContextOverflow
+from deckgen.llm.router import FAILOVER, CallStats, Router
+from deckgen.privacy import EXTERNAL_ROUTES, REDACTED, PrivacyPolicy, Redactor
 from deckgen.prompts import PromptRenderer
 from deckgen.sections import SectionSpec, parse_output
-
-
-@dataclass
-class SectionResult:
-    section: str
-    label: str
-    status: str = "ok"  # ok | failed
-    content: dict[str, Any] | None = None
-    lines: list[str] = field(default_factory=list)
-    leads: list[int] = field(default_factory=list)  # bold label length per line
-    route: str = ""
-    model: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    counted_prompt_tokens: int = 0
-    budget: int = 0
-    seconds: float = 0.0
-    attempts: int = 0
-    retries: int = 0
-    wait_seconds: float = 0.0
-    failovers: list[dict[str, str]] = field(default_factory=list)
-    overflow_refits: int = 0
-    policy: str = "open"  # the privacy policy applied: open | confidential:...
-    # seconds spent in each step: select (examples), render, count (tokens), model, parse
-    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
-        ("select", "render", "count", "model", "parse"), 0.0))
-    repaired: bool = False
-    examples_used: list[str] = field(default_factory=list)
-    examples_dropped: list[str] = field(default_factory=list)
-    notes_trimmed_chars: int = 0
-    error: dict[str, object] | None = None
-    # how the text fits its box, when the template's box is known: lines used / available
-    # for the first answer and the final text, and what was done to make it fit
-    fit: dict[str, Any] | None = None
-    # the last prompt sent, so any slide can be traced back to what made it
-    prompt_messages: list[dict[str, str]] = field(default_factory=list, repr=False)
-    # how many of those messages are the section's own prompt; the rest is a follow-up turn
-    # (repair or shorten). Fine-tuning data pairs that prompt with the final answer.
-    prompt_base_turns: int = 0
-
-    @property
-    def title(self) -> str:
-        return str(self.content["title"]) if self.content else ""
-
-
-@dataclass
-class DeckContent:
-    brief: Brief
-    sections: list[SectionResult]
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return all(s.status == "ok" for s in self.sections)
-
-    def fit_warnings(self) -> list[str]:
-        return [f"{s.section}: {s.fit['warning']}" for s in self.sections
-                if s.fit and s.fit.get("warning")]
-
-    def section(self, name: str) -> SectionResult | None:
-        return next((s for s in self.sections if s.section == name), None)
-
-    def to_dict(self) -> dict[str, Any]:
-        sections = []
-        for s in self.sections:
-            data = asdict(s)
-            data.pop("prompt_messages")
-            data.pop("prompt_base_turns")
-            sections.append(data)
-        return {"brief": self.brief.to_dict(), "seconds": self.seconds, "sections": sections}
 
 
 @dataclass(frozen=True)
@@ -122,8 +40,6 @@ class Generator:
 
 
 Progress = Callable[[str, SectionSpec, SectionResult | None], None]
-# Errors after which the next route in the plan is tried.
-FAILOVER = (Transient, RateLimited, QuotaExhausted, Unavailable)
 OVERFLOW_SHRINK = 0.75  # budget factor for the one re-fit after a context overflow
 
 
@@ -143,24 +59,10 @@ def generate_section(gen: Generator, spec: SectionSpec, brief: Brief, route: str
             result.fit["title_box"] = title_box.describe()
     stats = CallStats()
     try:
-        plan, result.policy = gen.privacy.routes(brief, gen.router.plan(spec.name, route))
-        why = " (the brief is confidential: external models are not allowed)" \
-            if result.policy == INTERNAL_ONLY else ""
-        if not plan:
-            raise ConfidentialRouteError(
-                f"{spec.name} cannot be written: the brief is confidential, so only the "
-                f"self-hosted or local model may serve it, and route {route} offers neither")
-        for i, name in enumerate(plan):
-            try:
-                _run_on_route(gen, spec, brief, name, exclude_case, result, stats, box,
-                              title_box)
-                break
-            except FAILOVER as exc:
-                result.failovers.append({"route": name, "code": exc.code,
-                                         "message": exc.message})
-                if i == len(plan) - 1:
-                    tried = "; ".join(f"{f['route']}: {f['message']}" for f in result.failovers)
-                    raise ModelError(f"no route could serve {spec.name}{why}: {tried}") from exc
+        result.policy = gen.privacy.level(brief)
+        gen.router.serve(spec.name, route, lambda name: _run_on_route(
+            gen, spec, brief, name, exclude_case, result, stats, box, title_box),
+            result.policy, failovers=result.failovers)
     except DeckgenError as exc:
         result.status, result.error = "failed", exc.to_dict()
         result.content, result.lines = None, []

@@ -13,31 +13,30 @@ import hashlib
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deckgen.brief import parse_brief
-from deckgen.config import Config
-from deckgen.deck import DeckContent, Generator, SectionResult, generate_deck
-from deckgen.errors import ConfigError, DeckgenError
-from deckgen.examples import load_cases
-from deckgen.llm.limits import Pacer
-from deckgen.llm.router import Router
-from deckgen.prompts import PromptRenderer
-from deckgen.sections import SectionSpec, load_specs, pick_sections
-from deckgen.store import Job, Store
-from deckgen.writers.pptx import open_template, template_boxes, write_pptx
-from deckgen.writers.slides import (
-    SlidesWriter,
-    deck_boxes,
-    deck_url,
-    service_account_credentials,
-    user_credentials,
+from deckgen.content import DeckContent, SectionResult
+from deckgen.errors import DeckgenError
+from deckgen.fill import (
+    Filler,
+    FillRequest,
+    PptxTarget,
+    SlidesAccess,
+    SlidesTarget,
+    Target,
+    outcome_view,
 )
+from deckgen.sections import SectionSpec
+from deckgen.store import Job, Store
+
+if TYPE_CHECKING:
+    from deckgen.container import Container
+
+__all__ = ["JobRunner", "SlidesAccess", "initial_progress", "make_runner", "section_progress"]
 
 log = logging.getLogger("deckgen.jobs")
 
@@ -60,50 +59,14 @@ def brief_hash(brief: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(brief, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@dataclass
-class SlidesAccess:
-    """Who writes to Google Slides: the caller's own OAuth token, else the service account.
-    Writes are paced per principal under Slides' 60 writes per minute per user."""
-
-    credentials_file: str | None
-    slides_endpoint: str | None
-    drive_endpoint: str | None
-    writes_per_minute: int = 60
-    _pacers: dict[str, Pacer] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def writer(self, user_token: str | None) -> SlidesWriter:
-        if user_token:
-            credentials = user_credentials(user_token)
-        elif self.credentials_file:
-            credentials = service_account_credentials(self.credentials_file)
-        else:
-            raise ConfigError("no Google credentials for this job: the caller sent no user "
-                              "token and GOOGLE_APPLICATION_CREDENTIALS is not set")
-        return SlidesWriter(credentials, slides_endpoint=self.slides_endpoint,
-                            drive_endpoint=self.drive_endpoint)
-
-    def pace(self, user_token: str | None) -> float:
-        """Wait for a write slot. Slides counts writes per user per minute, so the pace is
-        steady (a burst of one) and one below the quota: no 60-second window ever holds more
-        than `writes_per_minute` writes, whatever the batch does."""
-        principal = hashlib.sha256((user_token or "service-account").encode()).hexdigest()
-        with self._lock:
-            pacer = self._pacers.setdefault(principal, Pacer(
-                max(1, self.writes_per_minute - 1), None, 1_000_000, time.monotonic,
-                time.sleep, burst=1))
-        waited = pacer.acquire(0)
-        pacer.release()
-        return waited
-
-
 class JobRunner:
-    def __init__(self, store: Store, generator: Generator, slides: SlidesAccess,
+    def __init__(self, store: Store, filler: Filler,
                  output_dir: Path, workers: int = 2, poll_seconds: float = 0.5,
                  stale_after: float = 60.0, heartbeat_seconds: float = 5.0,
                  on_finish: Callable[[Job, DeckContent | None], None] | None = None,
                  dispatch: Callable[[str], None] | None = None) -> None:
-        self.store, self.generator, self.slides = store, generator, slides
+        self.store, self.filler = store, filler
+        self.generator = filler.generator
         self.output_dir = output_dir
         self.workers, self.poll_seconds = workers, poll_seconds
         self.stale_after, self.heartbeat_seconds = stale_after, heartbeat_seconds
@@ -192,12 +155,31 @@ class JobRunner:
         if self.on_finish:
             self.on_finish(self.store.get_job(job.id), deck)
 
+    def _target(self, job: Job) -> Target:
+        request = job.request
+        if request["target"] == "pptx":
+            return PptxTarget(self.output_dir / f"{job.id}.pptx")
+        user_token = self.user_tokens.get(job.id)
+        if user_token is None and job.owner.startswith("google:"):
+            raise DeckgenError("the user's Google token is gone (the service restarted while "
+                               "the job waited); start the fill again from the deck")
+        # a template job whose copy was made by an earlier attempt fills that copy
+        return SlidesTarget(presentation_id=job.presentation_id,
+                            template_id=request.get("template_id"), title=request.get("title"),
+                            keep_edits=bool(request.get("keep_edits")), user_token=user_token)
+
     def _execute(self, job: Job) -> tuple[DeckContent | None, str, dict[str, Any] | None,
                                           dict[str, Any] | None]:
         request = job.request
         brief = self.generator.privacy.apply(parse_brief(request["brief"]), job.owner)
-        specs = pick_sections(self.generator.specs, request.get("sections"))
+        prepared = self.filler.prepare(FillRequest(brief, self._target(job),
+                                                   request.get("sections"),
+                                                   request.get("route", "auto")))
         progress = dict(job.progress)
+        for name in prepared.skipped:
+            progress[name] = {"section": name, "state": "skipped",
+                              "error": {"code": "no_box", "message": "the template has no box "
+                                        f"marked {{{{{name}}}}}; not generated"}}
         lock = threading.Lock()
 
         def on_progress(event: str, spec: SectionSpec, result: SectionResult | None) -> None:
@@ -206,24 +188,7 @@ class JobRunner:
                                        {"section": spec.name, "state": "running"})
                 self.store.update_progress(job.id, progress)
 
-        target = request["target"]
-        user_token = self.user_tokens.get(job.id)
-        if target in ("presentation", "template") and user_token is None \
-                and job.owner.startswith("google:"):
-            raise DeckgenError("the user's Google token is gone (the service restarted while "
-                               "the job waited); start the fill again from the deck")
-        writer = None
-        if target == "pptx":
-            boxes = template_boxes(open_template())
-        else:
-            writer = self.slides.writer(user_token)
-            # the deck (or the template it will be copied from) is read before any model
-            # time: no access fails early, and its boxes set how much each section may say
-            source = job.presentation_id if target == "presentation" or job.presentation_id \
-                else request["template_id"]
-            boxes = deck_boxes(writer.read(str(source)))
-        deck = generate_deck(self.generator, brief, specs, request.get("route", "auto"),
-                             on_progress=on_progress, boxes=boxes)
+        deck = self.filler.generate(prepared, on_progress)
         self.store.record_generations(job.id, brief_hash(request["brief"]), [
             {"section": s.section, "status": s.status, "route": s.route, "model": s.model,
              "policy": s.policy,
@@ -236,45 +201,27 @@ class JobRunner:
         if not any(s.content for s in deck.sections):
             return deck, "failed", None, {"code": "generation_failed",
                                           "message": "no section could be generated"}
-        result: dict[str, Any]
-        if target == "pptx":
-            out = self.output_dir / f"{job.id}.pptx"
-            report = write_pptx(deck, out)
-            result = {"pptx": str(out), "download": f"/v1/jobs/{job.id}/deck.pptx",
-                      "warnings": deck.fit_warnings() + report.warnings}
+        filled = self.filler.write(prepared, deck, on_copied=lambda presentation_id:
+                                   self.store.set_presentation(job.id, presentation_id))
+        result: dict[str, Any] = outcome_view(filled)
+        if isinstance(prepared.request.target, PptxTarget):
+            result.update(pptx=filled.where, download=f"/v1/jobs/{job.id}/deck.pptx")
         else:
-            assert writer is not None
-            presentation_id = job.presentation_id
-            if target == "template" and not presentation_id:
-                presentation_id = writer.copy_template(request["template_id"], request["title"])
-                self.store.set_presentation(job.id, presentation_id)
-            self.slides.pace(user_token)
-            slides = writer.write(str(presentation_id), deck,
-                                  keep_edits=bool(request.get("keep_edits")))
-            if slides.feedback:
-                self.store.record_feedback(slides.presentation_id, job.id, slides.feedback)
-            result = {"presentation_id": slides.presentation_id,
-                      "url": deck_url(slides.presentation_id),
-                      "warnings": deck.fit_warnings() + slides.warnings,
-                      "kept": slides.kept, "api_calls": slides.api_calls}
+            assert filled.presentation_id is not None
+            if filled.feedback:
+                self.store.record_feedback(filled.presentation_id, job.id, filled.feedback)
+            result.update(presentation_id=filled.presentation_id, url=filled.where,
+                          kept=filled.kept, api_calls=filled.api_calls)
         return deck, "done" if deck.ok else "failed", result, None if deck.ok else {
             "code": "sections_failed",
             "message": "some sections failed: " + ", ".join(
                 s.section for s in deck.sections if s.status != "ok")}
 
 
-def make_generator(config: Config, router: Router) -> Generator:
-    specs = load_specs(config.prompts_dir)
-    return Generator(specs, load_cases(config.examples_dir, specs),
-                     PromptRenderer(config.prompts_dir), router,
-                     temperature=config.temperature, privacy=config.privacy)
-
-
-def make_runner(config: Config, store: Store, generator: Generator,
+def make_runner(container: Container,
                 on_finish: Callable[[Job, DeckContent | None], None] | None = None,
                 dispatch: Callable[[str], None] | None = None) -> JobRunner:
-    slides = SlidesAccess(config.google_credentials_file, config.google_slides_endpoint,
-                          config.google_drive_endpoint, config.slides_writes_per_minute)
-    return JobRunner(store, generator, slides, config.output_dir, workers=config.workers,
-                     stale_after=config.job_stale_seconds, on_finish=on_finish,
-                     dispatch=dispatch)
+    config = container.config
+    return JobRunner(container.store, container.filler, config.output_dir,
+                     workers=config.workers, stale_after=config.job_stale_seconds,
+                     on_finish=on_finish, dispatch=dispatch)

@@ -13,7 +13,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from deckgen.deck import DeckContent
+from deckgen.content import DeckContent
 
 SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
 

@@ -19,10 +19,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from deckgen.brief import MARKABLE, Brief
-from deckgen.errors import ConfigError, DeckgenError
+from deckgen.errors import ConfigError
+from deckgen.llm.policy import (
+    EXTERNAL_ROUTES,
+    INTERNAL_ONLY,
+    OPEN,
+    REDACTED,
+    ConfidentialRouteError,
+)
 
-EXTERNAL_ROUTES = frozenset({"openai"})
-OPEN, INTERNAL_ONLY, REDACTED = "open", "confidential:internal-only", "confidential:redacted"
+__all__ = ["EXTERNAL_ROUTES", "INTERNAL_ONLY", "OPEN", "REDACTED",
+           "ConfidentialRouteError", "PrivacyPolicy", "Redactor"]
+
 
 _NUMBER = re.compile(r"(?<![\w\[])[$€£]?\d[\d,.]*(?:\s?(?:%|[kKmMbB]n?|bn))?(?![\w\]])")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -30,11 +38,6 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PROPER = re.compile(r"\b[A-Z][\w&'-]*(?:\s+(?:of\s+|&\s+)?[A-Z][\w&'-]*)+")
 # One capitalised word inside a sentence ("the Baltic terminal"): a name more often than not.
 _CAPITALISED = re.compile(r"(?<=[a-z0-9,;:)] )[A-Z][\w'-]{2,}")
-
-
-class ConfidentialRouteError(DeckgenError):
-    code = "confidential_no_internal_route"
-    http_status = 422
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,11 @@ class PrivacyPolicy:
             return brief.marked(frozenset(MARKABLE))
         return brief.marked(self.default_fields) if self.default_fields else brief
 
-    def routes(self, brief: Brief, plan: list[str]) -> tuple[list[str], str]:
-        """The routes this brief's sections may use, in plan order, and the policy name."""
+    def level(self, brief: Brief) -> str:
+        """What this brief's confidentiality allows (the router applies it to its routes)."""
         if not brief.is_confidential:
-            return plan, OPEN
-        if self.redact:
-            return plan, REDACTED
-        return [r for r in plan if r not in EXTERNAL_ROUTES], INTERNAL_ONLY
+            return OPEN
+        return REDACTED if self.redact else INTERNAL_ONLY
 
 
 class Redactor:

@@ -2,7 +2,7 @@
 its spec's minimum item count, each text tagged so a test can tell two fills apart."""
 
 from deckgen.brief import parse_brief
-from deckgen.deck import DeckContent, SectionResult
+from deckgen.content import DeckContent, SectionResult
 
 BRIEF = parse_brief({"client": "Harbor Logistics", "opportunity": "Dock scheduling"})
 

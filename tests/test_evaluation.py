@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deckgen.deck import SectionResult
+from deckgen.content import SectionResult
 from deckgen.evaluation import entities, section_metrics
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from deckgen.jobs import SlidesAccess
+from deckgen.fill import SlidesAccess
 from deckgen.llm.limits import Pacer
 
 

@@ -11,14 +11,15 @@ import copy
 import email.utils
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import openai
 from openai import OpenAI
 
-from deckgen.budget import TokenCounter
 from deckgen.errors import ModelError
+from deckgen.llm.tokens import TokenCounter
 
 Message = dict[str, str]
 
@@ -43,6 +44,13 @@ class Transient(ModelError):
     """5xx, connection refused, read timeout: worth a few retries, then failover."""
 
     code = "model_unavailable"
+
+
+class RouteDown(ModelError):
+    """The route's server is gone (the embedded llama.cpp process died): no retry can help,
+    so the route is marked down and every section fails over, or fails, at once."""
+
+    code = "model_crashed"
 
 
 class ContextOverflow(ModelError):
@@ -122,6 +130,9 @@ class ModelRoute:
     counter: TokenCounter
     client: OpenAI
     structured: str  # "llama.cpp" | "json_schema" | "openai"
+    # For a server this process runs: None while it is alive, else why it died. Checked when
+    # a call cannot connect or times out, to tell a crashed server from a slow one.
+    crashed: Callable[[], str | None] | None = None
 
     def response_format(self, section: str, schema: dict[str, Any]) -> dict[str, Any]:
         if self.structured == "llama.cpp":
@@ -146,8 +157,13 @@ class ModelRoute:
         except openai.APIStatusError as exc:
             raise _classify(self.name, self.model, exc) from exc
         except openai.APITimeoutError as exc:
-            raise Transient(f"the {self.name} model ({self.model}) timed out") from exc
+            if self.crashed and (why := self.crashed()):
+                raise RouteDown(why) from exc
+            raise Transient(f"the {self.name} model ({self.model}) timed out (it is running, "
+                            f"but slow)") from exc
         except openai.APIConnectionError as exc:
+            if self.crashed and (why := self.crashed()):
+                raise RouteDown(why) from exc
             raise Transient(
                 f"cannot reach the {self.name} model at {self.client.base_url}: {exc}"
             ) from exc

@@ -12,6 +12,7 @@ formats messages with the same chat formatter the server uses."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -64,7 +65,8 @@ class LocalServer:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ModelError(f"the local llama.cpp server exited at start:\n{self.tail()}")
+                raise ModelError(f"the local llama.cpp server "
+                                 f"{exit_reason(self.proc.returncode)} at start:\n{self.tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/models", timeout=2) as resp:
                     if resp.status == 200:
@@ -73,6 +75,19 @@ class LocalServer:
                 time.sleep(0.2)
         self.stop()
         raise ModelError(f"the local llama.cpp server did not start in {self.start_timeout:.0f}s")
+
+    def crash(self) -> str | None:
+        """What killed the server, in words, with the last lines of its log; None while it
+        runs (or was never started). A crashed server is not a slow one: it will not answer."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        return f"the local llama.cpp server {exit_reason(self.proc.returncode)}\n" \
+               f"its last log lines:\n{self.tail(8)}"
+
+    def state(self) -> str:
+        if self.proc is None:
+            return "stopped"
+        return "running" if self.proc.poll() is None else "crashed"
 
     def tail(self, lines: int = 15) -> str:
         self.log.flush()
@@ -88,6 +103,31 @@ class LocalServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+
+# What each fatal signal usually means for llama.cpp, for the one message a person reads.
+_SIGNAL_HINTS = {
+    signal.SIGILL: "illegal instruction: the llama.cpp runtime was built for another CPU; "
+                   "rebuild it with scripts/build_llama.sh (make install)",
+    signal.SIGKILL: "killed: out of memory, or stopped by an operator",
+    signal.SIGSEGV: "segmentation fault in llama.cpp",
+    signal.SIGBUS: "bus error in llama.cpp",
+    signal.SIGABRT: "aborted by llama.cpp (see its log)",
+}
+
+
+def exit_reason(returncode: int) -> str:
+    """`died from SIGILL (illegal instruction: ...)` or `exited with status 1`. A signal shows
+    as a negative code from Popen, or as 128+N when a shell sat in between."""
+    number = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+    if number:
+        try:
+            sig = signal.Signals(number)
+        except ValueError:
+            return f"died from signal {number}"
+        hint = _SIGNAL_HINTS.get(sig)
+        return f"died from {sig.name}" + (f" ({hint})" if hint else "")
+    return f"exited with status {returncode}"
 
 
 _QUIET: Any = None

@@ -14,28 +14,73 @@ failover, because the caller asked for that model."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from openai import OpenAI
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
-from deckgen.budget import TiktokenCounter
-from deckgen.config import MODEL_ROUTES, ROUTES, Config, RetryPolicy, RouteLimits
 from deckgen.errors import ConfigError, ModelError
-from deckgen.llm.client import Completion, ModelRoute, QuotaExhausted, RateLimited, Transient
+from deckgen.llm.client import (
+    Completion,
+    ModelRoute,
+    QuotaExhausted,
+    RateLimited,
+    RouteDown,
+    Transient,
+)
 from deckgen.llm.limits import Breaker, Clock, Cooldown, Pacer, Sleep
 from deckgen.llm.local import LlamaCounter, LocalServer
+from deckgen.llm.policy import (
+    EXTERNAL_ROUTES,
+    INTERNAL_ONLY,
+    MODEL_ROUTES,
+    OPEN,
+    ROUTES,
+    ConfidentialRouteError,
+    RetryPolicy,
+    RouteLimits,
+)
+from deckgen.llm.tokens import TiktokenCounter
+
+if TYPE_CHECKING:
+    from deckgen.config import Config
+
+T = TypeVar("T")
 
 Message = dict[str, str]
+log = logging.getLogger("deckgen.router")
 
 
 class Unavailable(ModelError):
     """The route is skipped right now: circuit open or out of quota."""
 
     code = "route_unavailable"
+
+
+# Errors after which the next route in the plan is tried.
+FAILOVER = (Transient, RateLimited, QuotaExhausted, Unavailable, RouteDown)
+
+
+@dataclass
+class Served(Generic[T]):
+    """What `Router.serve` returns: the value, and the routes given up on before it."""
+
+    value: T
+    route: str
+    failovers: list[dict[str, str]]
+
+
+class NoRoute(ModelError):
+    """Every route in the plan failed over; `failovers` says why, route by route."""
+
+    def __init__(self, message: str, failovers: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.failovers = failovers
 
 
 @dataclass
@@ -51,6 +96,7 @@ class Slot:
     pacer: Pacer
     breaker: Breaker
     quota: Cooldown
+    down: str | None = None  # why the route's server died; set once, never retried
 
 
 class Models:
@@ -99,7 +145,8 @@ class Models:
             url = self._local.start()
         client = OpenAI(base_url=url, api_key="local", max_retries=0, timeout=c.section_timeout)
         return ModelRoute("local", c.local_model_path.stem, c.local_context,
-                          LlamaCounter(c.local_model_path), client, "llama.cpp")
+                          LlamaCounter(c.local_model_path), client, "llama.cpp",
+                          crashed=self._local.crash if self._local else None)
 
     def close(self) -> None:
         if self._local is not None:
@@ -134,15 +181,44 @@ class Router:
             raise ConfigError(f"unknown route {requested!r}; routes are {', '.join(ROUTES)}")
         return self.configured[0] if requested == "auto" else requested
 
-    def plan(self, section: str, requested: str) -> list[str]:
-        """Routes to try for `section`, in order."""
+    def plan(self, section: str, requested: str, confidentiality: str = OPEN) -> list[str]:
+        """Routes to try for `section`, in order. A confidential brief that may not leave our
+        hardware (INTERNAL_ONLY) never gets an external route, whatever was asked for."""
         if requested != "auto":
             self.resolve(requested)
-            return [requested]
-        order = self.table.get(section)
-        if order:
-            return list(order)
-        return list(self.configured)
+            order = [requested]
+        else:
+            order = list(self.table.get(section) or self.configured)
+        if confidentiality == INTERNAL_ONLY:
+            order = [r for r in order if r not in EXTERNAL_ROUTES]
+        return order
+
+    def serve(self, section: str, requested: str, attempt: Callable[[str], T],
+              confidentiality: str = OPEN,
+              failovers: list[dict[str, str]] | None = None) -> Served[T]:
+        """Run `attempt(route)` on the plan's routes in order until one serves `section`.
+
+        `attempt` does the work on one route (fit the prompt to that route's context, call
+        `complete`, parse); a failure the policy fails over on (FAILOVER) moves to the next
+        route, anything else propagates. `failovers`, when given, is filled as routes are
+        given up on, so a caller keeps the record even when every route fails."""
+        plan = self.plan(section, requested, confidentiality)
+        if not plan:
+            raise ConfidentialRouteError(
+                f"{section} cannot be written: the brief is confidential, so only the "
+                f"self-hosted or local model may serve it, and route {requested} offers "
+                f"neither")
+        why = " (the brief is confidential: external models are not allowed)" \
+            if confidentiality == INTERNAL_ONLY else ""
+        record = failovers if failovers is not None else []
+        for name in plan:
+            try:
+                return Served(attempt(name), name, record)
+            except FAILOVER as exc:
+                record.append({"route": name, "code": exc.code, "message": exc.message})
+                last = exc
+        tried = "; ".join(f"{f['route']}: {f['message']}" for f in record)
+        raise NoRoute(f"no route could serve {section}{why}: {tried}", record) from last
 
     def slot(self, name: str) -> Slot:
         with self._lock:
@@ -162,13 +238,27 @@ class Router:
 
     def health(self) -> dict[str, dict[str, object]]:
         """Each built route's breaker state and quota cool-down, for /readyz and the CLI."""
-        return {name: {"circuit": s.breaker.state(), "out_of_quota": s.quota.active()}
+        return {name: {"circuit": s.breaker.state(), "out_of_quota": s.quota.active(),
+                       "down": s.down.splitlines()[0] if s.down else None}
                 for name, s in self._slots.items()}
+
+    def _down(self, name: str, slot: Slot, exc: RouteDown | None = None) -> RouteDown:
+        """The route's server died. The first caller to see it carries the whole story (the
+        signal and the log's last lines), logged once; everyone after gets one short line."""
+        with self._lock:
+            if slot.down is None and exc is not None:
+                slot.down = exc.message
+                log.error("route %s is down: %s", name, exc.message)
+                return exc
+        first = (slot.down or "").splitlines()[0]
+        return RouteDown(f"the {name} route is down: {first}")
 
     def complete(self, name: str, messages: list[Message], *, section: str,
                  schema: dict[str, object], max_tokens: int, temperature: float,
                  prompt_tokens: int, stats: CallStats) -> Completion:
         slot = self.slot(name)
+        if slot.down:
+            raise self._down(name, slot)
         if slot.quota.active():
             raise Unavailable(f"the {name} route is out of quota for another "
                               f"{slot.quota.until - self.clock():.0f}s")
@@ -208,8 +298,12 @@ class Router:
                 stats.wait_seconds += slot.pacer.acquire(prompt_tokens + max_tokens)
                 stats.attempts += 1
                 try:
+                    if slot.down:  # it died while this call waited for its turn
+                        raise self._down(name, slot)
                     answer = slot.route.complete(messages, section=section, schema=schema,
                                                  max_tokens=max_tokens, temperature=temperature)
+                except RouteDown as exc:
+                    raise self._down(name, slot, exc) from None
                 except Transient:
                     transient += 1
                     slot.breaker.failure()
@@ -228,4 +322,5 @@ class Router:
             self.on_close()
 
 
-__all__ = ["CallStats", "Models", "Router", "Unavailable", "MODEL_ROUTES"]
+__all__ = ["CallStats", "FAILOVER", "Models", "NoRoute", "Router", "Served", "Unavailable",
+           "MODEL_ROUTES"]

@@ -45,7 +45,7 @@ def test_jobs_run_on_a_celery_worker_through_redis(tmp_path, redis_url, fake_ope
 
     name = f"w{uuid.uuid4().hex[:6]}@deckgen-test"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "deckgen.queue", "worker", "--pool", "threads",
+        [sys.executable, "-m", "celery", "-A", "deckgen.tasks", "worker", "--pool", "threads",
          "--concurrency", "2", "-Q", "deckgen", "-n", name, "--without-gossip",
          "--without-mingle", "--loglevel", "WARNING"],
         cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -62,7 +62,7 @@ def test_jobs_run_on_a_celery_worker_through_redis(tmp_path, redis_url, fake_ope
         assert all(store.get_job(i).worker != local_worker for i in ids)
         assert len(fake_openai.requests) == 15
         # a duplicate delivery of a finished job does nothing
-        from deckgen.queue import dispatcher
+        from deckgen.tasks import dispatcher
 
         dispatcher(redis_url)(ids[0])
         time.sleep(1.0)

@@ -7,7 +7,7 @@ acknowledged late and re-delivered if a worker dies; a redelivered or duplicated
 the job finished or running and does nothing, so each job still ends exactly once. A job
 whose deck another job is writing is retried a little later (the per-deck lock).
 
-Run workers with:  celery -A deckgen.queue worker --pool threads --concurrency 4 -Q deckgen"""
+Run workers with:  celery -A deckgen.tasks worker --pool threads --concurrency 4 -Q deckgen"""
 
 from __future__ import annotations
 
@@ -53,13 +53,10 @@ def runner() -> Any:
     """One JobRunner per worker process, built from the environment on first use."""
     global _runner
     if _runner is None:
-        from deckgen.jobs import make_generator, make_runner
-        from deckgen.llm.router import Router
-        from deckgen.store import Store
+        from deckgen.container import Container
+        from deckgen.jobs import make_runner
 
-        config = Config.from_env()
-        _runner = make_runner(config, Store(config.database_url),
-                              make_generator(config, Router.from_config(config)))
+        _runner = make_runner(Container.build(Config.from_env()))
     return _runner
 
 

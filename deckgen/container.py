@@ -1,0 +1,62 @@
+"""The composition root: builds deckgen's collaborators from a Config, once.
+
+The doors (cli.py, api.py, the Celery tasks) ask a Container for what they need instead of
+wiring specs, cases, prompts, routes and writers themselves: the fill use case
+(`container.filler`), the router (for health), the store. Tests build one with their own
+router (a fake model server) the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from deckgen.config import Config
+from deckgen.deck import Generator
+from deckgen.examples import load_cases
+from deckgen.fill import Filler, SlidesAccess
+from deckgen.llm.router import Router
+from deckgen.prompts import PromptRenderer
+from deckgen.sections import load_specs
+
+if TYPE_CHECKING:
+    from deckgen.store import Store
+
+
+def make_generator(config: Config, router: Router) -> Generator:
+    specs = load_specs(config.prompts_dir)
+    return Generator(specs, load_cases(config.examples_dir, specs),
+                     PromptRenderer(config.prompts_dir), router,
+                     temperature=config.temperature, privacy=config.privacy)
+
+
+def make_slides(config: Config) -> SlidesAccess:
+    return SlidesAccess(config.google_credentials_file, config.google_slides_endpoint,
+                        config.google_drive_endpoint, config.slides_writes_per_minute)
+
+
+@dataclass
+class Container:
+    config: Config
+    router: Router
+    generator: Generator
+    filler: Filler
+    _store: Store | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, config: Config | None = None, *, router: Router | None = None,
+              store: Store | None = None) -> Container:
+        config = config or Config.from_env()
+        router = router or Router.from_config(config)
+        generator = make_generator(config, router)
+        return cls(config, router, generator, Filler(generator, make_slides(config)), store)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            from deckgen.store import Store
+
+            self._store = Store(self.config.database_url)
+        return self._store
+
+    def close(self) -> None:
+        self.router.close()

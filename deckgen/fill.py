@@ -1,0 +1,261 @@
+"""The one use case: fill this template from this brief, with these sections, on this route.
+
+Every door (the CLI, the preview view, the job worker, the Celery task) builds a
+FillRequest and calls `Filler`; none of them opens a template, measures a box, generates or
+writes on its own. The work has three steps so a door can act between them (the job runner
+records generations and honours a cancel before writing):
+
+1. `prepare`: open and check the template before any model time (a missing deck, no access,
+   a bad file or a template with no marks fails here), measure its boxes, and leave out the
+   sections that have no box (said once, in the outcome);
+2. `generate`: the sections, concurrently, each fitted to its box;
+3. `write`: one atomic Slides batchUpdate, or a .pptx saved atomically.
+
+`Filled.status` is the honest summary the doors report: "ok" only when every requested
+section was written and fits its box."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deckgen.boxes import Box
+from deckgen.brief import Brief
+from deckgen.content import DeckContent
+from deckgen.deck import Generator, Progress, generate_deck
+from deckgen.errors import ConfigError, TemplateError
+from deckgen.llm.limits import Pacer
+from deckgen.sections import SectionSpec, pick_sections
+from deckgen.writers.pptx import HOW_TO_MARK, open_template, template_boxes, write_pptx
+from deckgen.writers.slides import (
+    SlidesWriter,
+    deck_boxes,
+    deck_url,
+    service_account_credentials,
+    user_credentials,
+)
+
+
+@dataclass(frozen=True)
+class PptxTarget:
+    """Write a .pptx at `out`, from `template` (default: the built-in one)."""
+
+    out: Path
+    template: Path | None = None
+
+
+@dataclass(frozen=True)
+class SlidesTarget:
+    """Fill the Google Slides deck `presentation_id`, or a copy of `template_id` titled
+    `title`, acting as the person whose OAuth token is `user_token` (else the service
+    account)."""
+
+    presentation_id: str | None = None
+    template_id: str | None = None
+    title: str | None = None
+    keep_edits: bool = False
+    user_token: str | None = None
+
+
+@dataclass(frozen=True)
+class PreviewTarget:
+    """Write nothing: generate against the boxes of `template` (default: the built-in one)."""
+
+    template: Path | None = None
+
+
+Target = PptxTarget | SlidesTarget | PreviewTarget
+
+
+@dataclass
+class FillRequest:
+    brief: Brief
+    target: Target
+    sections: list[str] | None = None  # None: every section of sections.yaml
+    route: str = "auto"
+    fit: bool = True  # fit each section to its box; False measures nothing
+    exclude_case: str | None = None  # eval: leave this solved case out of the examples
+
+
+@dataclass
+class Prepared:
+    """A request whose template was opened and checked, ready for model time."""
+
+    request: FillRequest
+    specs: list[SectionSpec]  # the sections to generate: requested, and marked
+    boxes: dict[str, Box]
+    skipped: list[str]  # requested, but the template has no box for them
+    writer: SlidesWriter | None = None
+
+
+@dataclass
+class Filled:
+    deck: DeckContent
+    where: str = ""  # the .pptx path or the deck's URL; "" for a preview
+    presentation_id: str | None = None
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    api_calls: int = 0
+    feedback: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def overflowing(self) -> list[str]:
+        return [s.section for s in self.deck.sections
+                if s.status == "ok" and s.fit and s.fit.get("overflows")]
+
+    @property
+    def status(self) -> str:
+        """"failed": a section could not be generated; "incomplete": everything generated was
+        written, but a section still overflows its box or had no box; "ok": all of it."""
+        if not self.deck.ok:
+            return "failed"
+        return "incomplete" if self.skipped or self.overflowing else "ok"
+
+    def summary(self) -> str:
+        """One line naming what is not right, or "" when the status is ok."""
+        parts = []
+        failed = [s.section for s in self.deck.sections if s.status != "ok"]
+        if failed:
+            parts.append("failed: " + ", ".join(failed))
+        if self.overflowing:
+            parts.append("still overflows its box: " + ", ".join(self.overflowing))
+        if self.skipped:
+            parts.append("no box in the template (not generated): " + ", ".join(self.skipped))
+        return "; ".join(parts)
+
+
+class SlidesAccess:
+    """Who writes to Google Slides: the caller's own OAuth token, else the service account.
+    Writes are paced per principal under Slides' 60 writes per minute per user."""
+
+    def __init__(self, credentials_file: str | None, slides_endpoint: str | None,
+                 drive_endpoint: str | None, writes_per_minute: int = 60) -> None:
+        self.credentials_file = credentials_file
+        self.slides_endpoint, self.drive_endpoint = slides_endpoint, drive_endpoint
+        self.writes_per_minute = writes_per_minute
+        self._pacers: dict[str, Pacer] = {}
+        self._lock = threading.Lock()
+
+    def writer(self, user_token: str | None) -> SlidesWriter:
+        if user_token:
+            credentials = user_credentials(user_token)
+        elif self.credentials_file:
+            credentials = service_account_credentials(self.credentials_file)
+        else:
+            raise ConfigError("to write into Google Slides set DECKGEN_GOOGLE_TOKEN (a user's "
+                              "OAuth access token) or GOOGLE_APPLICATION_CREDENTIALS (a service "
+                              "account key file)")
+        return SlidesWriter(credentials, slides_endpoint=self.slides_endpoint,
+                            drive_endpoint=self.drive_endpoint)
+
+    def pace(self, user_token: str | None) -> float:
+        """Wait for a write slot. Slides counts writes per user per minute, so the pace is
+        steady (a burst of one) and one below the quota: no 60-second window ever holds more
+        than `writes_per_minute` writes, whatever the batch does."""
+        principal = hashlib.sha256((user_token or "service-account").encode()).hexdigest()
+        with self._lock:
+            pacer = self._pacers.setdefault(principal, Pacer(
+                max(1, self.writes_per_minute - 1), None, 1_000_000, time.monotonic,
+                time.sleep, burst=1))
+        waited = pacer.acquire(0)
+        pacer.release()
+        return waited
+
+
+class Filler:
+    def __init__(self, generator: Generator, slides: SlidesAccess | None = None) -> None:
+        self.generator = generator
+        self.slides = slides
+
+    def prepare(self, request: FillRequest) -> Prepared:
+        """Open and check the template, before any model time."""
+        chosen = pick_sections(self.generator.specs, request.sections)
+        target = request.target
+        writer = None
+        if isinstance(target, SlidesTarget):
+            if self.slides is None:
+                raise ConfigError("this deckgen has no Google Slides access configured")
+            if target.template_id and not target.title:
+                raise ConfigError("copying a template needs a title for the new deck")
+            writer = self.slides.writer(target.user_token)
+            # the deck (or the template it will be copied from) is read first: no access
+            # fails early, and its boxes set how much each section may say
+            source = target.presentation_id or target.template_id
+            if not source:
+                raise ConfigError("give the deck to fill or the template to copy")
+            boxes = deck_boxes(writer.read(source))
+            name = f"the deck {source}"
+        else:
+            template = target.template
+            boxes = template_boxes(open_template(template))
+            name = f"the template {(template.name if template else 'default.pptx')}"
+        marked = {key.split(".", 1)[0] for key in boxes}
+        if not marked:
+            names = list(self.generator.specs)
+            how = HOW_TO_MARK.format(first=names[0], names=", ".join(names))
+            raise TemplateError(f"{name} has no section marks: {how}")
+        specs = [s for s in chosen if s.name in marked]
+        skipped = [s.name for s in chosen if s.name not in marked]
+        if not specs:
+            raise TemplateError(f"{name} has no box for the sections asked for "
+                                f"({', '.join(skipped)}); it marks {', '.join(sorted(marked))}")
+        return Prepared(request, specs, boxes if request.fit else {}, skipped, writer)
+
+    def generate(self, prepared: Prepared, on_progress: Progress | None = None) -> DeckContent:
+        request = prepared.request
+        return generate_deck(self.generator, request.brief, prepared.specs, request.route,
+                             on_progress=on_progress, exclude_case=request.exclude_case,
+                             boxes=prepared.boxes)
+
+    def write(self, prepared: Prepared, deck: DeckContent,
+              on_copied: Callable[[str], None] | None = None) -> Filled:
+        """Write the deck. A section that failed keeps its token in the deck and is named
+        in the warnings; `on_copied` hears the id of a deck copied from a template."""
+        target = prepared.request.target
+        filled = Filled(deck, skipped=list(prepared.skipped),
+                        warnings=[f"{name}: the template has no box marked {{{{{name}}}}}; "
+                                  "not generated" for name in prepared.skipped]
+                        + deck.fit_warnings())
+        if isinstance(target, PreviewTarget):
+            return filled
+        if isinstance(target, PptxTarget):
+            report = write_pptx(deck, target.out, target.template)
+            filled.where = str(target.out)
+            filled.warnings += [w for w in report.warnings if "no box marked" not in w]
+            return filled
+        writer = prepared.writer
+        assert writer is not None and self.slides is not None
+        presentation_id = target.presentation_id
+        if not presentation_id:
+            assert target.template_id and target.title
+            presentation_id = writer.copy_template(target.template_id, target.title)
+            if on_copied:
+                on_copied(presentation_id)
+        self.slides.pace(target.user_token)
+        slides = writer.write(presentation_id, deck, keep_edits=target.keep_edits)
+        filled.where, filled.presentation_id = deck_url(slides.presentation_id), \
+            slides.presentation_id
+        filled.warnings += [w for w in slides.warnings if "no box marked" not in w]
+        filled.kept, filled.api_calls = slides.kept, slides.api_calls
+        filled.feedback = slides.feedback
+        return filled
+
+    def fill(self, request: FillRequest, on_progress: Progress | None = None) -> Filled:
+        prepared = self.prepare(request)
+        return self.write(prepared, self.generate(prepared, on_progress))
+
+    def preview(self, brief: Brief, sections: list[str] | None, route: str) -> DeckContent:
+        prepared = self.prepare(FillRequest(brief, PreviewTarget(), sections, route))
+        return self.generate(prepared)
+
+
+def outcome_view(filled: Filled) -> dict[str, Any]:
+    """The outcome as the API and the job store report it, beside each section's progress."""
+    return {"status": filled.status, "summary": filled.summary(), "skipped": filled.skipped,
+            "overflowing": filled.overflowing, "warnings": filled.warnings}
