@@ -1,5 +1,5 @@
 'use strict';
-// Checks that tie the HTML files, Code.js and the manifest together, and
+// Checks that tie the HTML files, the server-side .js files and the manifest together, and
 // type-checks the browser code of the sidebar and dialogs with tsc.
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -7,11 +7,11 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
-const { ROOT, load } = require('./fakes');
+const { ROOT, SERVER_FILES, load } = require('./fakes');
 
 const read = (name) => fs.readFileSync(path.join(ROOT, name), 'utf8');
 const htmlFiles = fs.readdirSync(ROOT).filter((f) => f.endsWith('.html'));
-const code = read('Code.js');
+const code = SERVER_FILES.map(read).join('\n');
 
 /** Text of each plain <script> element (not JSON, not src=) of an HTML file. */
 function scriptsOf(html) {
@@ -53,7 +53,7 @@ function serverCallsIn(js) {
   return names;
 }
 
-test('every google.script.run call names a public function of Code.js', () => {
+test('every google.script.run call names a public server-side function', () => {
   const env = load();
   const called = new Set();
   for (const file of htmlFiles) {
@@ -66,7 +66,7 @@ test('every google.script.run call names a public function of Code.js', () => {
   }
   assert.deepEqual([...called].sort(), ['cancelJob', 'markSelectedAsSection', 'pollJob', 'saveSettings', 'startJob']);
   for (const name of called) {
-    assert.equal(typeof env.gs[name], 'function', name + ' is defined in Code.js');
+    assert.equal(typeof env.gs[name], 'function', name + ' is defined in a server-side file');
     assert.ok(!name.endsWith('_'), name + ' must not end with _ (private functions cannot be called from the client)');
   }
 });
@@ -125,13 +125,22 @@ test('the manifest asks for exactly the scopes the README explains', () => {
   }
 });
 
-test('clasp pushes only the manifest, Code.js and the HTML files', () => {
+test('clasp pushes only the manifest, the server-side .js files and the HTML files', () => {
   const ignore = read('.claspignore');
   for (const pattern of ['node_modules/**', 'test/**', 'package.json', 'package-lock.json', 'tsconfig.json']) {
     assert.ok(ignore.split('\n').some((l) => l.trim() === pattern || l.trim() === '**/' + pattern), '.claspignore has ' + pattern);
   }
   const pushable = fs.readdirSync(ROOT).filter((f) => /\.(js|gs|html)$/.test(f));
-  assert.deepEqual(pushable.filter((f) => f.endsWith('.js') || f.endsWith('.gs')), ['Code.js'], 'no other server-side file would be pushed');
+  assert.deepEqual(
+    pushable.filter((f) => f.endsWith('.js') || f.endsWith('.gs')),
+    ['Backend.js', 'Jobs.js', 'Menu.js', 'Sections.js', 'Selection.js', 'Server.js', 'Settings.js', 'Text.js'],
+    'the server-side files, one per concern (and Sections.js, generated from prompts/sections.yaml)',
+  );
+  // Apps Script names a file without its extension: Menu.js and Menu.html could not both exist.
+  const names = pushable.map((f) => f.replace(/\.(js|gs|html)$/, ''));
+  assert.deepEqual(names.filter((n, i) => names.indexOf(n) !== i), [], 'no .js and .html file share a name');
+  // clasp pushes no JSON but the manifest, so the section list must be a .js file.
+  assert.deepEqual(fs.readdirSync(ROOT).filter((f) => f.endsWith('.json') && !/^(appsscript|package|package-lock|tsconfig)\.json$/.test(f)), []);
 });
 
 test('the sidebar and dialog browser code type-checks (tsc, DOM + google.script types)', () => {

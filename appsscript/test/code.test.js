@@ -23,6 +23,11 @@ function briefForm(extra) {
   );
 }
 
+/** name -> label, as Sections.js (generated from prompts/sections.yaml) has them. */
+function labelsOf(env) {
+  return Object.fromEntries(plain(env.gs.SECTIONS).map((s) => [s.name, s.label]));
+}
+
 function lastCall(env) {
   const call = env.urlFetch.calls[env.urlFetch.calls.length - 1];
   return Object.assign({}, call, { body: call.options.payload === undefined ? undefined : JSON.parse(call.options.payload) });
@@ -106,14 +111,14 @@ test('startJob remembers the brief for this deck so the sidebar can prefill it',
   const saved = JSON.parse(env.docProps.store.DECKGEN_LAST_FORM);
   assert.equal(saved.client, briefForm().client);
   assert.equal(saved.metrics, briefForm().metrics);
-  assert.equal(saved.opportunityId, '');
+  assert.equal('opportunityId' in saved, false);
 
-  // A later job from an opportunity id keeps the typed brief for next time.
+  // A later form that leaves a field out does not forget it.
   env.urlFetch.respond({ status: 202, body: { id: 'job_2', state: 'queued' } });
-  env.gs.startJob({ mode: 'fill', opportunityId: 'opp-1', sections: ['data'] });
+  env.gs.startJob({ mode: 'fill', client: 'Acme Corp', sections: ['data'] });
   const again = JSON.parse(env.docProps.store.DECKGEN_LAST_FORM);
-  assert.equal(again.opportunityId, 'opp-1');
-  assert.equal(again.client, briefForm().client);
+  assert.equal(again.client, 'Acme Corp');
+  assert.equal(again.metrics, briefForm().metrics);
 });
 
 test('startJob does not remember a brief the backend refused', () => {
@@ -123,13 +128,16 @@ test('startJob does not remember a brief the backend refused', () => {
   assert.equal(env.docProps.store.DECKGEN_LAST_FORM, undefined);
 });
 
-test('startJob with an opportunity id sends opportunity_id instead of a brief', () => {
+test('startJob never sends an opportunity id (the backend cannot resolve one yet)', () => {
   const env = load();
   env.urlFetch.respond({ status: 202, body: { id: 'job_2', state: 'queued' } });
-  env.gs.startJob({ mode: 'fill', opportunityId: ' 006Qx00000AbCdE ', sections: ['skills'], keepEdits: false });
+  env.gs.startJob(briefForm({ opportunityId: '006Qx00000AbCdE' }));
   const { body } = lastCall(env);
-  assert.deepEqual(body, { presentation_id: 'pres_123', opportunity_id: '006Qx00000AbCdE', sections: ['skills'], keep_edits: false });
-  assert.equal('brief' in body, false);
+  assert.equal('opportunity_id' in body, false);
+  assert.equal(body.brief.client, 'Acme Corp');
+  // An id alone is no brief: the rep is asked for the client, and nothing is sent.
+  assert.throws(() => env.gs.startJob({ mode: 'fill', opportunityId: 'opp-1', sections: ['skills'] }), /^Error: Client: enter the client’s name\.$/);
+  assert.equal(env.urlFetch.calls.length, 1);
 });
 
 test('startJob in regenerate mode sends that one section and keep_edits false', () => {
@@ -151,9 +159,9 @@ test('startJob accepts a single checkbox value as a string and "on" for keep edi
   assert.equal(body.keep_edits, true);
 });
 
-test('startJob refuses a form without client or opportunity id, before calling the backend', () => {
+test('startJob refuses a form without a client, before calling the backend', () => {
   const env = load();
-  assert.throws(() => env.gs.startJob(briefForm({ client: '   ' })), /^Error: Client: enter the client’s name \(or start from a CRM opportunity id instead\)\.$/);
+  assert.throws(() => env.gs.startJob(briefForm({ client: '   ' })), /^Error: Client: enter the client’s name\.$/);
   assert.equal(env.urlFetch.calls.length, 0);
 });
 
@@ -305,12 +313,14 @@ test('pollJob GETs the job with both tokens and summarises it', () => {
   assert.equal(job.state, 'running');
   assert.equal(job.summary.finished, false);
   assert.equal(job.summary.message, 'Writing sections: 2 of 5 done, 1 failed…');
+  // Labels come from Sections.js, generated from prompts/sections.yaml.
+  const label = labelsOf(env);
   assert.deepEqual(job.summary.sections.map((s) => [s.label, s.state, s.text, s.error]), [
-    ['Current state', 'done', 'Done (12 s)', ''],
-    ['Future state', 'done', 'Done (9 s)', ''],
-    ['Data', 'running', 'Writing…', ''],
-    ['Skills', 'failed', 'Failed', 'No box marked for Skills.'],
-    ['Stakeholders', 'queued', 'Waiting', ''],
+    [label.current_state, 'done', 'Done (12 s)', ''],
+    [label.future_state, 'done', 'Done (9 s)', ''],
+    [label.data, 'running', 'Writing…', ''],
+    [label.skills, 'failed', 'Failed', 'No box marked for Skills.'],
+    [label.stakeholders, 'queued', 'Waiting', ''],
   ]);
 });
 
@@ -387,7 +397,7 @@ test('markSelectedAsSection sets the one selected shape\'s alt text to deckgen:<
 test('markSelectedAsSection says what it replaced', () => {
   const marked = makeElement('SHAPE', 'deckgen:data');
   const env = load({ selection: makeSelection([marked]) });
-  assert.match(env.gs.markSelectedAsSection('skills').message, /It was marked as “Data” before\./);
+  assert.equal(env.gs.markSelectedAsSection('skills').message, 'Marked the selected box as “' + labelsOf(env).skills + '”. It was marked as “' + labelsOf(env).data + '” before.');
   const described = makeElement('SHAPE', 'Chart of quarterly revenue');
   env.select(makeSelection([described]));
   assert.match(env.gs.markSelectedAsSection('skills').message, /old alt text \(“Chart of quarterly revenue”\) was replaced/);
@@ -438,20 +448,21 @@ test('the Mark dialog lists the backend\'s sections and preselects the box\'s cu
   assert.equal(env.ui.dialogs[0].modal, false);
 });
 
-test('the Mark dialog falls back to the built-in five when the backend is unreachable', () => {
+test('the Mark dialog falls back to the generated section list when the backend is unreachable', () => {
   const env = load();
   env.urlFetch.respond({ throws: 'DNS error' });
   env.gs.showMarkDialog();
   const boot = JSON.parse(env.templates[0].bootJson);
+  assert.deepEqual(boot.sections, plain(env.gs.SECTIONS));
   assert.deepEqual(boot.sections.map((s) => s.name), ['current_state', 'future_state', 'data', 'skills', 'stakeholders']);
   assert.match(boot.sectionsWarning, UNREACHABLE);
 });
 
-test('listSections without a backend URL uses the built-in five and does not fetch', () => {
+test('listSections without a backend URL uses the generated section list and does not fetch', () => {
   const env = load({ backendUrl: null });
   const result = plain(env.gs.listSections());
   assert.equal(result.fromBackend, false);
-  assert.equal(result.sections.length, 5);
+  assert.deepEqual(result.sections, plain(env.gs.SECTIONS));
   assert.equal(env.urlFetch.calls.length, 0);
 });
 
@@ -483,7 +494,7 @@ test('Regenerate opens the sidebar in regenerate mode, preselecting the selected
   const boot = JSON.parse(env.templates[0].bootJson);
   assert.equal(boot.mode, 'regenerate');
   assert.equal(boot.selectedSection, 'future_state');
-  assert.equal(boot.sections.length, 5, 'built-in sections while the backend is busy');
+  assert.deepEqual(boot.sections, plain(env.gs.SECTIONS), 'the generated sections while the backend is busy');
   assert.equal(env.ui.sidebars[0].title, 'Regenerate a section');
 });
 

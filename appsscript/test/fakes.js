@@ -1,7 +1,8 @@
 'use strict';
-// Hand-written stand-ins for the Apps Script services Code.js uses, and a
-// loader that runs Code.js in a fresh vm context with them (as Apps Script
-// runs every .js file of a project in one global scope).
+// Hand-written stand-ins for the Apps Script services the server-side files
+// use, and a loader that runs those files (every .js file at the top of
+// appsscript/, the ones clasp pushes) in one fresh vm context with them, as
+// Apps Script runs every .js file of a project in one global scope.
 // Not a test file itself: package.json runs only test/*.test.js.
 
 const fs = require('node:fs');
@@ -9,6 +10,8 @@ const path = require('node:path');
 const vm = require('node:vm');
 
 const ROOT = path.join(__dirname, '..');
+/** The server-side files, in the order Apps Script lists them (by name). */
+const SERVER_FILES = fs.readdirSync(ROOT).filter((f) => /\.(js|gs)$/.test(f)).sort();
 
 /** A cross-realm value turned into plain Node objects, so deepStrictEqual works. */
 function plain(value) {
@@ -150,7 +153,7 @@ function makeUrlFetch() {
 }
 
 /**
- * Loads Code.js into a fresh context.
+ * Loads the server-side files into a fresh context.
  * @param {{backendUrl?: string|null, presentationId?: string, selection?: any, identityToken?: string}} [opts]
  */
 function load(opts) {
@@ -198,7 +201,7 @@ function load(opts) {
       createHtmlOutputFromFile: (name) => makeHtmlOutput(name),
     },
     Utilities: {
-      sleep: () => { throw new Error('test: Code.js must not sleep (polling is the sidebar\'s job)'); },
+      sleep: () => { throw new Error('test: server code must not sleep (polling is the sidebar\'s job)'); },
       base64Encode: (s) => Buffer.from(String(s)).toString('base64'),
       base64DecodeWebSafe: (s) => Array.from(Buffer.from(String(s), 'base64url')).map((b) => (b > 127 ? b - 256 : b)),
       newBlob: (bytes) => ({ getDataAsString: () => Buffer.from(bytes.map((b) => b & 255)).toString('utf8') }),
@@ -212,8 +215,9 @@ function load(opts) {
     },
   };
   const context = vm.createContext(sandbox);
-  const code = fs.readFileSync(path.join(ROOT, 'Code.js'), 'utf8');
-  vm.runInContext(code, context, { filename: 'Code.js' });
+  for (const file of SERVER_FILES) {
+    vm.runInContext(fs.readFileSync(path.join(ROOT, file), 'utf8'), context, { filename: file });
+  }
   return {
     gs: context,
     ui,
@@ -226,4 +230,4 @@ function load(opts) {
   };
 }
 
-module.exports = { ROOT, load, plain, makeElement, makeSelection, PageElementType };
+module.exports = { ROOT, SERVER_FILES, load, plain, makeElement, makeSelection, PageElementType };
