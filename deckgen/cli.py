@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key; it is shown once")
     create.add_argument("name", help="who the key is for, e.g. salesforce-prod")
+    keys_sub.add_parser("list", help="list keys: id, name, created, revoked (never the key)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key; it stops working on the next "
+                                 "request, on every replica")
+    revoke.add_argument("key", metavar="NAME_OR_ID")
     return parser
 
 
@@ -267,10 +271,10 @@ def cmd_dataset(args: argparse.Namespace, config: Config) -> int:
                                                  config.self_hosted_context, args.mask_clients)
     reviewed = ""
     if args.since is not None:
+        from deckgen.container import open_store
         from deckgen.dataset import reviewed_rows
-        from deckgen.store import Store
 
-        store = Store(config.database_url)
+        store = open_store(config)
         try:
             found, skipped = reviewed_rows(store.reviewed_generations(args.since), specs,
                                            args.mask_clients)
@@ -301,11 +305,25 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_keys(args: argparse.Namespace, config: Config) -> int:
     from deckgen.auth import new_key
-    from deckgen.store import Store
+    from deckgen.container import open_store
 
-    key, digest = new_key()
-    Store(config.database_url).add_key(args.name, digest)
-    print(key)
+    store = open_store(config)
+    try:
+        if args.keys_command == "list":
+            for key in store.list_keys():
+                when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(key.created_at))
+                print(f"{key.id}  {key.name}  created {when} UTC"
+                      + ("  REVOKED" if key.revoked else ""))
+            return 0
+        if args.keys_command == "revoke":
+            key = store.revoke_key(args.key)
+            print(f"deckgen: revoked API key {key.name!r} ({key.id})", file=sys.stderr)
+            return 0
+        secret, digest = new_key()
+        store.add_key(args.name, digest)
+    finally:
+        store.close()
+    print(secret)
     print(f"deckgen: created API key {args.name!r}; it is shown only this once. Send it as "
           "'Authorization: Bearer <key>'.", file=sys.stderr)
     return 0

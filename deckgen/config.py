@@ -79,6 +79,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be above 0, got {value}")
+    return value
+
+
 def parse_prices(raw: str) -> dict[str, tuple[float, float]]:
     """DECKGEN_PRICES: "gpt-4o=2.50/10.00,deckgen=0.20/0.20", US dollars per million
     prompt / completion tokens, per model name as the server reports it."""
@@ -128,6 +135,8 @@ class Config:
     google_token: str | None = None
     # service
     database_url: str = str(ROOT / "var" / "deckgen.sqlite3")
+    database_pool_size: int = 10  # PostgreSQL: most connections one process holds
+    database_pool_timeout: float = 5.0  # seconds a call waits for one before a 503
     output_dir: Path = ROOT / "var" / "decks"
     workers: int = 2
     queue_url: str | None = None  # redis://... : jobs run on Celery workers
@@ -172,6 +181,8 @@ class Config:
             google_credentials_file=env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
             google_token=env.get("DECKGEN_GOOGLE_TOKEN") or None,
             database_url=env.get("DECKGEN_DATABASE_URL") or str(ROOT / "var" / "deckgen.sqlite3"),
+            database_pool_size=_int(env, "DECKGEN_DATABASE_POOL_SIZE", 10),
+            database_pool_timeout=_positive(env, "DECKGEN_DATABASE_POOL_TIMEOUT", 5.0),
             output_dir=Path(env.get("DECKGEN_OUTPUT_DIR") or ROOT / "var" / "decks"),
             workers=_int(env, "DECKGEN_WORKERS", 2),
             queue_url=env.get("DECKGEN_QUEUE_URL") or None,

@@ -34,6 +34,13 @@ def make_slides(config: Config) -> SlidesAccess:
                         config.google_drive_endpoint, config.slides_writes_per_minute)
 
 
+def open_store(config: Config) -> Store:
+    from deckgen.store import Store
+
+    return Store(config.database_url, pool_size=config.database_pool_size,
+                 pool_timeout=config.database_pool_timeout)
+
+
 @dataclass
 class Container:
     config: Config
@@ -53,9 +60,7 @@ class Container:
     @property
     def store(self) -> Store:
         if self._store is None:
-            from deckgen.store import Store
-
-            self._store = Store(self.config.database_url)
+            self._store = open_store(self.config)
         return self._store
 
     def close(self) -> None:

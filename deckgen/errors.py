@@ -61,3 +61,17 @@ class OutputError(DeckgenError):
 class TemplateError(DeckgenError):
     code = "invalid_template"
     http_status = 422
+
+
+class StoreUnavailable(DeckgenError):
+    """The database cannot be reached right now (restarting, cut off, or every pooled
+    connection busy). Nothing was written; the same call works again once it is back, so
+    the API answers 503 with `Retry-After: retry_after`."""
+
+    code = "store_unavailable"
+    http_status = 503
+
+    def __init__(self, message: str = "the job store is unavailable; try again shortly", *,
+                 retry_after: int = 5, details: object | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after

@@ -111,3 +111,26 @@ def test_generate_into_google_slides_copied_from_a_template(google, fake_openai,
     missing = deckgen("generate", BRIEF, "--presentation", template,
                       env={"DECKGEN_GOOGLE_TOKEN": "", "GOOGLE_APPLICATION_CREDENTIALS": ""})
     assert missing.returncode == 2 and "DECKGEN_GOOGLE_TOKEN" in missing.stderr
+
+
+def test_keys_are_listed_without_secrets_and_revoked_by_name(tmp_path):
+    env = {"DECKGEN_DATABASE_URL": str(tmp_path / "keys.sqlite3")}
+    made = deckgen("keys", "create", "salesforce-prod", env=env)
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()
+    listed = deckgen("keys", "list", env=env)
+    assert "salesforce-prod" in listed.stdout and "REVOKED" not in listed.stdout
+    assert secret not in listed.stdout
+    assert deckgen("keys", "revoke", "salesforce-prod", env=env).returncode == 0
+    assert "REVOKED" in deckgen("keys", "list", env=env).stdout
+    unknown = deckgen("keys", "revoke", "nobody", env=env)
+    assert unknown.returncode == 2 and "no API key named 'nobody'" in unknown.stderr
+
+
+def test_help_does_not_import_the_model_or_web_stack():
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys; from deckgen import cli\n"
+         "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+         "print(sorted(m for m in ('openai', 'flask', 'googleapiclient', 'tenacity', 'pptx')"
+         " if m in sys.modules))"], capture_output=True, text=True, cwd=ROOT)
+    assert probe.stdout.strip().splitlines()[-1] == "[]", probe.stdout + probe.stderr

@@ -6,7 +6,7 @@ import uuid
 import psycopg
 import pytest
 
-from deckgen.store import MIGRATIONS, JobNotFound, Store
+from deckgen.store import MIGRATIONS, InvalidValue, JobNotFound, KeyNotFound, Store
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -14,18 +14,25 @@ PG = "postgresql://postgres@127.0.0.1:5432/test"
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
     if request.param == "sqlite":
-        yield Store(str(tmp_path / "deckgen.sqlite3"))
+        store = Store(str(tmp_path / "deckgen.sqlite3"))
+        yield store
+        store.close()
         return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield Store(f"{PG}?options=-csearch_path%3D{schema}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"  # a schema per test: parallel runs never collide
+    try:
+        with psycopg.connect(PG, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable at {PG}: {exc}")
+    store = Store(f"{PG}?options=-csearch_path%3D{schema}")
+    yield store
+    store.close()
     with psycopg.connect(PG, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_migrations_are_idempotent(store):
-    assert store.migrate() == store.migrate() == len(MIGRATIONS) == 4
+    assert store.migrate() == store.migrate() == len(MIGRATIONS) == 5
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path):
@@ -112,3 +119,72 @@ def test_feedback_is_recorded_per_deck(store):
     rows = store.feedback("deck-1")
     assert [(r["section"], r["state"]) for r in rows] == [("data", "edited"), ("skills", "kept")]
     assert store.feedback("deck-2") == []
+
+
+def test_keys_are_listed_without_hashes_and_revoked_by_name_or_id(store):
+    first = store.add_key("crm", "hash-1")
+    store.add_key("ops", "hash-2")
+    keys = store.list_keys()
+    assert [(k.name, k.revoked) for k in keys] == [("crm", False), ("ops", False)]
+    assert keys[0].id == first
+    assert set(keys[0].to_dict()) == {"id", "name", "created_at", "revoked"}
+    assert store.key_owner("hash-1") == "key:crm"
+
+    replica = Store(store.url)  # another process on the same database
+    assert replica.key_owner("hash-1") == "key:crm"
+    assert store.revoke_key("crm").revoked
+    assert store.key_owner("hash-1") is None  # the next request with it is refused
+    assert replica.key_owner("hash-1") is None  # on every replica
+    replica.close()
+    assert store.revoke_key(first).name == "crm"  # by id, and twice is harmless
+    assert store.key_owner("hash-2") == "key:ops"
+    assert [(k.name, k.revoked) for k in store.list_keys()] == [("crm", True), ("ops", False)]
+    with pytest.raises(KeyNotFound):
+        store.revoke_key("nobody")
+
+
+def test_a_batch_and_its_jobs_are_made_in_one_transaction(store):
+    requests = [({"n": i}, {"sections": {}}, f"deck-{i}") for i in range(5)]
+    batch_id, jobs, created = store.create_batch_with_jobs("crm", requests, None)
+    assert created and [j.request["n"] for j in jobs] == list(range(5))
+    assert all(j.batch_id == batch_id and j.state == "queued" for j in jobs)
+    batch, listed = store.get_batch(batch_id)
+    assert batch["total"] == 5 and [j.id for j in listed] == [j.id for j in jobs]
+    assert store.claim_job("w").id == jobs[0].id  # queued in the order given
+
+    # one job that cannot be stored: nothing of the batch is written
+    depth = store.queue_depth()
+    bad = [({"n": 1}, {}, "deck-ok"), ({"n": 2}, {}, "deck-\x00")]
+    with pytest.raises(InvalidValue):
+        store.create_batch_with_jobs("crm", bad, "k-bad")
+    assert store.queue_depth() == depth
+    _, again, created = store.create_batch_with_jobs("crm", bad[:1], "k-bad")
+    assert created and len(again) == 1
+
+
+def test_batch_idempotency_keys_are_per_owner_and_race_free(store):
+    requests = [({"n": i}, {}, None) for i in range(3)]
+    results, lock = [], threading.Lock()
+
+    def create():
+        result = store.create_batch_with_jobs("crm", requests, "k1")
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(created for _, _, created in results) == [False, False, False, True]
+    assert len({batch_id for batch_id, _, _ in results}) == 1
+    assert {tuple(j.id for j in jobs) for _, jobs, _ in results} == {
+        tuple(j.id for j in store.get_batch(results[0][0])[1])}
+    assert store.queue_depth() == 3
+    other, _, created = store.create_batch_with_jobs("other", requests, "k1")
+    assert created and other != results[0][0]
+
+
+def test_unknown_batches_are_not_found(store):
+    with pytest.raises(JobNotFound):
+        store.get_batch("batch_missing")

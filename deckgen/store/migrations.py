@@ -1,0 +1,111 @@
+"""The schema, one for both databases, created and upgraded by numbered migrations. A
+migration is appended, never edited: a database records the last number it ran."""
+
+from __future__ import annotations
+
+from deckgen.store.database import Database
+
+MIGRATIONS = [
+    # 1: jobs, batches, keys, generations
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        state TEXT NOT NULL,
+        request TEXT NOT NULL,
+        presentation_id TEXT,
+        batch_id TEXT,
+        idempotency_key TEXT,
+        progress TEXT NOT NULL,
+        result TEXT,
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        worker TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        started_at DOUBLE PRECISION,
+        finished_at DOUBLE PRECISION,
+        heartbeat_at DOUBLE PRECISION
+    );
+    CREATE UNIQUE INDEX jobs_idempotency ON jobs (owner, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX jobs_queue ON jobs (state, created_at);
+    CREATE INDEX jobs_batch ON jobs (batch_id);
+    CREATE TABLE batches (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        total INTEGER NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_at DOUBLE PRECISION NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE generations (
+        id TEXT PRIMARY KEY,
+        job_id TEXT,
+        brief_hash TEXT NOT NULL,
+        section TEXT NOT NULL,
+        status TEXT NOT NULL,
+        route TEXT,
+        model TEXT,
+        prompt TEXT,
+        output TEXT,
+        prompt_tokens INTEGER,
+        completion_tokens INTEGER,
+        seconds DOUBLE PRECISION,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX generations_job ON generations (job_id);
+    """,
+    # 2: the privacy policy each section was generated under, for audits
+    """
+    ALTER TABLE generations ADD COLUMN policy TEXT NOT NULL DEFAULT 'open'
+    """,
+    # 3: what people did with a fill (kept or edited), read back at the next write
+    """
+    CREATE TABLE feedback (
+        id TEXT PRIMARY KEY,
+        presentation_id TEXT NOT NULL,
+        job_id TEXT,
+        section TEXT NOT NULL,
+        part TEXT NOT NULL,
+        state TEXT NOT NULL,
+        text TEXT,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX feedback_deck ON feedback (presentation_id, section)
+    """,
+    # 4: how many prompt messages are the section's own prompt (the rest a repair or shorten
+    # turn), so fine-tuning pairs that prompt with the final answer
+    """
+    ALTER TABLE generations ADD COLUMN prompt_base_turns INTEGER
+    """,
+    # 5: a client's Idempotency-Key on a batch, so a retried POST finds the batch it made
+    """
+    ALTER TABLE batches ADD COLUMN idempotency_key TEXT;
+    CREATE UNIQUE INDEX batches_idempotency ON batches (owner, idempotency_key)
+        WHERE idempotency_key IS NOT NULL
+    """,
+]
+
+
+def migrate(db: Database) -> int:
+    """Run the migrations this database has not run yet (one process at a time); the
+    number of migrations there are."""
+    with db.tx(lock=True) as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        cur.execute("SELECT version FROM schema_version")
+        row = cur.fetchone()
+        version = row["version"] if row else 0
+        if row is None:
+            cur.execute("INSERT INTO schema_version (version) VALUES (0)")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in filter(None, (s.strip() for s in script.split(";"))):
+                cur.execute(statement)
+            cur.execute("UPDATE schema_version SET version = ?", (number,))
+    return len(MIGRATIONS)
