@@ -1,6 +1,7 @@
 """Lines used / available per section in its template box, before and after the fit step.
 
     .venv/bin/python bench/fit_report.py [--route mock|local] [--template pptx|slides]
+                                         [--pptx-template PATH]
 
 For each brief in examples/briefs the deck is generated twice: once without boxes (what the
 model writes unconstrained, measured in the box it would land in) and once fitted to the
@@ -11,7 +12,10 @@ text (after the shorten turn and trimming, when they were needed).
   section spec, ignoring the box's limits (the worst case); asked to shorten, it fills the
   limits of the schema in that request, as a compliant model does.
 - `local`: the embedded SmolLM2 on llama.cpp (about a minute a deck on 2 cores).
-- `pptx`: deckgen's default template (Arial 18pt, 11.9 x 4.5 in bodies);
+- `pptx`: deckgen's default template (Arial 18pt, 11.9 x 4.5 in bodies), or the .pptx given
+  with --pptx-template (e.g. one of tests/templates/corpus.py's, written by
+  scripts/make_template_corpus.py); the "where" column says where each box was found (box,
+  placeholder, cell, group, inline) and its size comes from the template's inheritance;
   `slides`: the realistic Slides template of the tests (Roboto 16pt, 4.4 x 3.5 in halves)."""
 
 from __future__ import annotations
@@ -32,8 +36,7 @@ from deckgen.config import Config  # noqa: E402
 from deckgen.container import make_generator  # noqa: E402
 from deckgen.deck import DeckContent, generate_deck  # noqa: E402
 from deckgen.llm.router import Router  # noqa: E402
-from deckgen.writers.pptx import open_template, template_boxes  # noqa: E402
-from deckgen.writers.slides import deck_boxes  # noqa: E402
+from deckgen.writers.marks import check_pptx_template, check_slides_template  # noqa: E402
 from tests.fake_openai import FakeOpenAI  # noqa: E402
 from tests.samples import long_answer  # noqa: E402
 from tests.slides_fixtures import realistic_template  # noqa: E402
@@ -77,10 +80,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--route", choices=("mock", "local"), default="mock")
     parser.add_argument("--template", choices=("pptx", "slides"), default="pptx")
+    parser.add_argument("--pptx-template", type=Path, default=None)
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    boxes = template_boxes(open_template()) if args.template == "pptx" else \
-        deck_boxes(realistic_template())
+    names = list(make_generator(Config.from_env({}),
+                                Router.from_config(Config.from_env({}))).specs)
+    check = check_pptx_template(args.pptx_template, names) if args.template == "pptx" \
+        else check_slides_template(realistic_template(), names)
+    boxes, where = check.boxes, check.where
     env: dict[str, str] = {}
     server = None
     if args.route == "mock":
@@ -94,19 +101,23 @@ def main() -> None:
     route = "self-hosted" if args.route == "mock" else "local"
     gen = make_generator(config, router)
     print(f"# Fit to the box: route {args.route}, template {args.template}\n")
-    print("| brief | section | box | unfitted | first answer | final | headline: first -> final "
-          "| what the fit did |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for line in check.unknown:
+        print(f"- unknown token {line}")
+    print("| brief | section | where | box | unfitted | first answer | final | headline: first "
+          "-> final | what the fit did |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     try:
         for path in sorted((ROOT / "examples" / "briefs").glob("*.json")):
             brief = load_brief(path.read_text(encoding="utf-8"), str(path))
-            specs = list(gen.specs.values())
+            specs = [gen.specs[n] for n in check.sections_marked]
             loose = measured(generate_deck(gen, brief, specs, route), boxes)
             fitted = generate_deck(gen, brief, specs, route, boxes=boxes)
             for s in fitted.sections:
-                box, fit = boxes[s.section], s.fit or {}
-                if "lines_used" not in fit:
-                    print(f"| {path.stem} | {s.section} | | | failed: {s.error} | | |")
+                box, fit = boxes.get(s.section), s.fit or {}
+                if box is None or "lines_used" not in fit:
+                    why = "not measured (speaker notes)" if box is None else f"failed: {s.error}"
+                    print(f"| {path.stem} | {s.section} | {where.get(s.section, '-')} | | | "
+                          f"{why} | | | |")
                     continue
                 did = [w for w, on in (("shortened", fit["shortened"]),
                                        (f"{fit['items_dropped']} item(s) dropped",
@@ -118,7 +129,8 @@ def main() -> None:
                 head = fit.get("title")
                 head_cell = f"{head['first_answer']} -> {head['lines_used']}/" \
                     f"{head['lines_available']}" if head else "-"
-                print(f"| {path.stem} | {s.section} | {size} | {loose.get(s.section, '-')} | "
+                print(f"| {path.stem} | {s.section} | {where.get(s.section, '-')} | {size} | "
+                      f"{loose.get(s.section, '-')} | "
                       f"{fit['first_answer']} | {fit['lines_used']}/{fit['lines_available']} | "
                       f"{head_cell} | {', '.join(did)} |", flush=True)
     finally:

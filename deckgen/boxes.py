@@ -40,6 +40,7 @@ class Box:
     space_before: float = 0.0  # points, per paragraph
     space_after: float = 0.0
     indent: float = 0.0  # where text lines start, from the left inset (bullets hang in it)
+    wrap: bool = True  # False: each paragraph is one line, which must fit the box's width
     where: str = ""  # which shape, for messages
     assumed: tuple[str, ...] = ()  # properties the template leaves unset, taken as defaults
 
@@ -72,7 +73,8 @@ class Box:
                 "height_pt": round(self.height, 1), "font": self.font,
                 "size_pt": self.size, "bold": self.bold, "measured_with": f.measured_with,
                 "exact_metrics": f.exact,
-                "line_pitch_pt": round(self.pitch, 2), "assumed": list(self.assumed)}
+                "line_pitch_pt": round(self.pitch, 2), "wraps": self.wrap,
+                "lines_available": self.lines_available, "assumed": list(self.assumed)}
 
 
 @dataclass
@@ -80,10 +82,11 @@ class Measure:
     lines_used: int  # text lines, paragraph spacing counted in line pitches
     lines_available: int
     paragraph_lines: list[int] = field(default_factory=list)
+    too_wide: int = 0  # paragraphs wider than a box whose lines do not wrap
 
     @property
     def fits(self) -> bool:
-        return self.lines_used <= self.lines_available
+        return self.lines_used <= self.lines_available and not self.too_wide
 
     def __str__(self) -> str:
         return f"{self.lines_used}/{self.lines_available}"
@@ -93,6 +96,8 @@ def wrapped_lines(box: Box, text: str, lead: int = 0) -> int:
     """How many lines `text` takes in the box when wrapped at spaces, its first `lead`
     characters in bold (a word wider than a line breaks across lines, as renderers do)."""
     f, width, size = face(box.font), box.text_width, box.size
+    if not box.wrap:
+        return 1
     space = f.width(" ", size, bold=box.bold)
     lines, x, pos = 1, 0.0, 0
     for word in text.split(" "):
@@ -114,13 +119,30 @@ def wrapped_lines(box: Box, text: str, lead: int = 0) -> int:
     return lines
 
 
+def line_width(box: Box, text: str, lead: int = 0) -> float:
+    """The width of `text` set on one line, its first `lead` characters in bold."""
+    f = face(box.font)
+    return f.width(text[:lead], box.size, bold=True) + \
+        f.width(text[lead:], box.size, bold=box.bold)
+
+
 def measure(box: Box, lines: list[str], leads: list[int] | None = None) -> Measure:
+    """How many lines `lines` (one paragraph each) take in the box. Paragraph spacing is
+    counted in points (space after the last paragraph takes no room), and the text fits when
+    its height does; lines used are rounded so that they agree with that."""
     leads = leads or [0] * len(lines)
+    leads = leads + [0] * (len(lines) - len(leads))
     per = [wrapped_lines(box, line, lead) for line, lead in zip(lines, leads, strict=False)]
-    spacing = (box.space_before + box.space_after) * len(lines)
+    wide = 0 if box.wrap else sum(
+        1 for line, lead in zip(lines, leads, strict=False)
+        if line_width(box, line, lead) > box.text_width + EPS)
+    spacing = box.space_before * len(lines) + box.space_after * max(0, len(lines) - 1)
     height = sum(per) * box.pitch + spacing
     used = math.ceil(height / box.pitch - EPS) if lines else 0
-    return Measure(used, box.lines_available, per)
+    available = box.lines_available
+    fits = height <= box.text_height + EPS
+    used = min(used, available) if fits else max(used, available + 1)
+    return Measure(used, available, per, wide)
 
 
 def _item_chars(spec: SectionSpec) -> int:
@@ -198,6 +220,13 @@ def trim_to_fit(box: Box, spec: SectionSpec, content: dict[str, Any]) -> tuple[
 Shorten = Callable[[list[str]], "dict[str, Any] | None"]
 
 
+def _problem(what: str, where: str, m: Measure) -> str:
+    if m.too_wide:
+        return (f"{what} has {m.too_wide} line(s) wider than {where}, whose lines do not "
+                "wrap")
+    return f"{what} needs {m.lines_used} lines and {where} holds {m.lines_available}"
+
+
 def fit_content(spec: SectionSpec, box: Box | None, title_box: Box | None,
                 content: dict[str, Any], shorten: Shorten) -> tuple[dict[str, Any],
                                                                     dict[str, Any]]:
@@ -218,11 +247,9 @@ def fit_content(spec: SectionSpec, box: Box | None, title_box: Box | None,
         report["title"] = {"first_answer": str(title), "overflows": False}
     problems = []
     if body and not body.fits:
-        problems.append(f"the text needs {body.lines_used} lines and the box holds "
-                        f"{body.lines_available}")
+        problems.append(_problem("the text", "the box", body))
     if title and not title.fits:
-        problems.append(f"the headline needs {title.lines_used} lines and its box holds "
-                        f"{title.lines_available}")
+        problems.append(_problem("the headline", "its box", title))
     if problems:
         report["shortened"] = True
         shorter = shorten(problems)
@@ -231,7 +258,7 @@ def fit_content(spec: SectionSpec, box: Box | None, title_box: Box | None,
         else:
             body2, title2 = check(shorter)
             report["after_shorten"] = " ".join(str(m) for m in (body2, title2) if m)
-            if all(new.lines_used <= old.lines_used
+            if all(new.lines_used <= old.lines_used and new.too_wide <= old.too_wide
                    for new, old in ((body2, body), (title2, title)) if new and old):
                 content, body, title = shorter, body2, title2
     if box and body and not body.fits:
@@ -245,17 +272,15 @@ def fit_content(spec: SectionSpec, box: Box | None, title_box: Box | None,
         report["lines_used"], report["lines_available"] = body.lines_used, body.lines_available
         if not body.fits:
             report["overflows"] = True
-            warnings.append(f"one item alone needs {body.lines_used} lines and the box "
-                            f"({box.where}) holds {body.lines_available}: shorten it by hand "
-                            "or enlarge the box")
+            warnings.append(f"{_problem('the text left', f'the box ({box.where})', body)}: "
+                            "shorten it by hand or enlarge the box")
     if title_box and title:
         report["title"].update(lines_used=title.lines_used,
                                lines_available=title.lines_available)
         if not title.fits:
             report["title"]["overflows"] = True
-            warnings.append(f"the headline needs {title.lines_used} lines and its box "
-                            f"({title_box.where}) holds {title.lines_available}: shorten it "
-                            "by hand or enlarge the box")
+            warnings.append(f"{_problem('the headline', f'its box ({title_box.where})', title)}"
+                            ": shorten it by hand or enlarge the box")
     if warnings:
         report["warning"] = "; ".join(warnings)
     return content, report

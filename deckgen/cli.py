@@ -133,16 +133,20 @@ def fit_cell(result: SectionResult) -> str:
     return f"{fit['first_answer']} -> {final} {', '.join(done)}"
 
 
-def table(deck: DeckContent) -> str:
+def table(deck: DeckContent, where: dict[str, str] | None = None) -> str:
+    """The run as a table; `where` (box key -> box|placeholder|cell|group|inline|notes)
+    says where in the template each section's box was found."""
+    where = where or {}
     head = ("section", "route", "model", "prompt tok", "completion tok", "seconds",
-            "retries", "waited s", "lines (box)")
+            "retries", "waited s", "box", "lines (box)")
     rows = [(s.section, s.route, s.model, str(s.prompt_tokens), str(s.completion_tokens),
-             f"{s.seconds:.2f}", str(s.retries), f"{s.wait_seconds:.2f}", fit_cell(s))
+             f"{s.seconds:.2f}", str(s.retries), f"{s.wait_seconds:.2f}",
+             where.get(s.section, "-"), fit_cell(s))
             for s in deck.sections]
     rows.append(("deck", "", "", str(sum(s.prompt_tokens for s in deck.sections)),
                  str(sum(s.completion_tokens for s in deck.sections)), f"{deck.seconds:.2f}",
                  str(sum(s.retries for s in deck.sections)),
-                 f"{sum(s.wait_seconds for s in deck.sections):.2f}", ""))
+                 f"{sum(s.wait_seconds for s in deck.sections):.2f}", "", ""))
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
@@ -197,12 +201,12 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(deck.to_dict(), indent=2, ensure_ascii=False))
-    print(table(deck))
+    print(table(deck, prepared.check.where if prepared.check else None))
     filled = filler.write(prepared, deck, on_copied=lambda presentation_id: print(
         f"  copied {args.template} to {presentation_id}", file=sys.stderr))
     for warning in filled.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"wrote {filled.where}")
+    print(f"wrote {filled.path}")
     if filled.status != "ok":
         print(f"deckgen: {filled.status}: {filled.summary()}", file=sys.stderr)
     return EXIT_CODES[filled.status]

@@ -31,10 +31,10 @@ from deckgen.deck import Generator, Progress, generate_deck
 from deckgen.errors import ConfigError, TemplateError
 from deckgen.llm.limits import Pacer
 from deckgen.sections import SectionSpec, pick_sections
-from deckgen.writers.pptx import HOW_TO_MARK, open_template, template_boxes, write_pptx
+from deckgen.writers.marks import TemplateCheck, check_pptx_template, check_slides_template
+from deckgen.writers.pptx import write_pptx
 from deckgen.writers.slides import (
     SlidesWriter,
-    deck_boxes,
     deck_url,
     service_account_credentials,
     user_credentials,
@@ -91,14 +91,17 @@ class Prepared:
     boxes: dict[str, Box]
     skipped: list[str]  # requested, but the template has no box for them
     writer: SlidesWriter | None = None
+    check: TemplateCheck | None = None  # what the template holds: marks, where, unknowns
 
 
 @dataclass
 class Filled:
     deck: DeckContent
-    where: str = ""  # the .pptx path or the deck's URL; "" for a preview
+    path: str = ""  # the .pptx path or the deck's URL; "" for a preview
     presentation_id: str | None = None
     skipped: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # tokens that name nothing: visible
+    where: dict[str, str] = field(default_factory=dict)  # box key -> box|cell|group|inline...
     warnings: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     api_calls: int = 0
@@ -107,7 +110,8 @@ class Filled:
     @property
     def overflowing(self) -> list[str]:
         return [s.section for s in self.deck.sections
-                if s.status == "ok" and s.fit and s.fit.get("overflows")]
+                if s.status == "ok" and s.fit and (s.fit.get("overflows") or
+                                                   (s.fit.get("title") or {}).get("overflows"))]
 
     @property
     def status(self) -> str:
@@ -115,7 +119,7 @@ class Filled:
         written, but a section still overflows its box or had no box; "ok": all of it."""
         if not self.deck.ok:
             return "failed"
-        return "incomplete" if self.skipped or self.overflowing else "ok"
+        return "incomplete" if self.skipped or self.overflowing or self.unknown else "ok"
 
     def summary(self) -> str:
         """One line naming what is not right, or "" when the status is ok."""
@@ -127,6 +131,8 @@ class Filled:
             parts.append("still overflows its box: " + ", ".join(self.overflowing))
         if self.skipped:
             parts.append("no box in the template (not generated): " + ", ".join(self.skipped))
+        if self.unknown:
+            parts.append("unknown tokens left visible: " + "; ".join(self.unknown))
         return "; ".join(parts)
 
 
@@ -172,10 +178,12 @@ class Filler:
     def __init__(self, generator: Generator, slides: SlidesAccess | None = None) -> None:
         self.generator = generator
         self.slides = slides
+        self._default_check: TemplateCheck | None = None
 
     def prepare(self, request: FillRequest) -> Prepared:
         """Open and check the template, before any model time."""
         chosen = pick_sections(self.generator.specs, request.sections)
+        names = list(self.generator.specs)  # every known section: a valid mark is not unknown
         target = request.target
         writer = None
         if isinstance(target, SlidesTarget):
@@ -189,23 +197,26 @@ class Filler:
             source = target.presentation_id or target.template_id
             if not source:
                 raise ConfigError("give the deck to fill or the template to copy")
-            boxes = deck_boxes(writer.read(source))
+            check = check_slides_template(writer.read(source), names)
             name = f"the deck {source}"
         else:
-            template = target.template
-            boxes = template_boxes(open_template(template))
-            name = f"the template {(template.name if template else 'default.pptx')}"
-        marked = {key.split(".", 1)[0] for key in boxes}
-        if not marked:
-            names = list(self.generator.specs)
-            how = HOW_TO_MARK.format(first=names[0], names=", ".join(names))
-            raise TemplateError(f"{name} has no section marks: {how}")
+            check = self._pptx_check(target.template, names)
+            name = f"the template {target.template.name if target.template else 'default.pptx'}"
+        marked = set(check.sections_marked)
         specs = [s for s in chosen if s.name in marked]
         skipped = [s.name for s in chosen if s.name not in marked]
         if not specs:
             raise TemplateError(f"{name} has no box for the sections asked for "
                                 f"({', '.join(skipped)}); it marks {', '.join(sorted(marked))}")
-        return Prepared(request, specs, boxes if request.fit else {}, skipped, writer)
+        return Prepared(request, specs, check.boxes if request.fit else {}, skipped, writer,
+                        check)
+
+    def _pptx_check(self, template: Path | None, names: list[str]) -> TemplateCheck:
+        if template is not None:
+            return check_pptx_template(template, names)
+        if self._default_check is None:  # the built-in template: read once (previews)
+            self._default_check = check_pptx_template(None, names)
+        return self._default_check
 
     def generate(self, prepared: Prepared, on_progress: Progress | None = None) -> DeckContent:
         request = prepared.request
@@ -218,16 +229,22 @@ class Filler:
         """Write the deck. A section that failed keeps its token in the deck and is named
         in the warnings; `on_copied` hears the id of a deck copied from a template."""
         target = prepared.request.target
+        check = prepared.check
         filled = Filled(deck, skipped=list(prepared.skipped),
+                        unknown=list(check.unknown) if check else [],
+                        where=dict(check.where) if check else {},
                         warnings=[f"{name}: the template has no box marked {{{{{name}}}}}; "
                                   "not generated" for name in prepared.skipped]
                         + deck.fit_warnings())
+        filled.warnings += [f"unknown token {u}" for u in filled.unknown]
         if isinstance(target, PreviewTarget):
             return filled
         if isinstance(target, PptxTarget):
-            report = write_pptx(deck, target.out, target.template)
-            filled.where = str(target.out)
-            filled.warnings += [w for w in report.warnings if "no box marked" not in w]
+            report = write_pptx(deck, target.out, target.template,
+                                section_names=list(self.generator.specs))
+            filled.path = str(target.out)
+            filled.warnings += [w for w in report.warnings
+                                if "no box marked" not in w and not w.startswith("unknown")]
             return filled
         writer = prepared.writer
         assert writer is not None and self.slides is not None
@@ -239,7 +256,7 @@ class Filler:
                 on_copied(presentation_id)
         self.slides.pace(target.user_token)
         slides = writer.write(presentation_id, deck, keep_edits=target.keep_edits)
-        filled.where, filled.presentation_id = deck_url(slides.presentation_id), \
+        filled.path, filled.presentation_id = deck_url(slides.presentation_id), \
             slides.presentation_id
         filled.warnings += [w for w in slides.warnings if "no box marked" not in w]
         filled.kept, filled.api_calls = slides.kept, slides.api_calls
@@ -258,4 +275,5 @@ class Filler:
 def outcome_view(filled: Filled) -> dict[str, Any]:
     """The outcome as the API and the job store report it, beside each section's progress."""
     return {"status": filled.status, "summary": filled.summary(), "skipped": filled.skipped,
-            "overflowing": filled.overflowing, "warnings": filled.warnings}
+            "overflowing": filled.overflowing, "unknown_tokens": filled.unknown,
+            "boxes": filled.where, "warnings": filled.warnings}

@@ -11,12 +11,15 @@ the result says so."""
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from fontTools.ttLib import TTFont
 from PIL import ImageFont
 
+# fontTools warns that the bundled faces' 'created' timestamps look odd: they are harmless
+logging.getLogger("fontTools.ttLib.tables._h_e_a_d").setLevel(logging.ERROR)
 FONT_DIR = Path(__file__).resolve().parent / "data" / "fonts"
 # family (lower case) -> (regular file, bold file)
 FACES = {

@@ -205,12 +205,12 @@ class JobRunner:
                                    self.store.set_presentation(job.id, presentation_id))
         result: dict[str, Any] = outcome_view(filled)
         if isinstance(prepared.request.target, PptxTarget):
-            result.update(pptx=filled.where, download=f"/v1/jobs/{job.id}/deck.pptx")
+            result.update(pptx=filled.path, download=f"/v1/jobs/{job.id}/deck.pptx")
         else:
             assert filled.presentation_id is not None
             if filled.feedback:
                 self.store.record_feedback(filled.presentation_id, job.id, filled.feedback)
-            result.update(presentation_id=filled.presentation_id, url=filled.where,
+            result.update(presentation_id=filled.presentation_id, url=filled.path,
                           kept=filled.kept, api_calls=filled.api_calls)
         return deck, "done" if deck.ok else "failed", result, None if deck.ok else {
             "code": "sections_failed",

@@ -1,9 +1,10 @@
 """Writing DeckContent into a Google Slides deck: one read, one atomic batchUpdate.
 
 A section's box is found by its alt-text tag (`deckgen:current_state`, in the shape's
-description) or, on first fill, by a `{{current_state}}` token as its whole text; a
-token-marked box gets the tag, so every regeneration finds the same box even after its text
-was replaced. The tag also carries a fingerprint of the text deckgen wrote
+description) or, on first fill, by a `{{current_state}}` token (deckgen/writers/marks.py: in
+a shape, a placeholder, a group, a table cell, inline in a paragraph or in the speaker
+notes); a token that owns its shape gets the tag, so every regeneration finds the same box
+even after its text was replaced. The tag also carries a fingerprint of the text deckgen wrote
 (`deckgen:current_state #1a2b3c4d5e6f`): when a request asks to keep edits, a box whose text
 no longer matches its fingerprint was edited by a person and is left alone.
 
@@ -20,24 +21,32 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from google.auth.exceptions import RefreshError
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-from deckgen.boxes import EMU_PER_PT, Box
-from deckgen.deck import DeckContent, SectionResult
+from deckgen.boxes import EMU_PER_PT, Box, wrapped_lines
+from deckgen.content import DeckContent, SectionResult
 from deckgen.errors import DeckgenError, TemplateError
+from deckgen.writers.marks import (
+    FACTS,
+    did_you_mean,
+    slides_containers,
+    slides_marks,
+    slides_paragraphs,
+    slides_text,
+)
 
 SCOPES = ["https://www.googleapis.com/auth/presentations",
           "https://www.googleapis.com/auth/drive"]
 FIELDS = ("presentationId,revisionId,title,slides(objectId,pageElements(objectId,title,"
-          "description,size,transform,shape(shapeType,placeholder,text),elementGroup))")
+          "description,size,transform,shape(shapeType,placeholder,text),table,elementGroup),"
+          "slideProperties(notesPage(notesProperties,pageElements(objectId,"
+          "shape(shapeType,placeholder,text)))))")
 TAG = re.compile(r"^deckgen:([a-z_][a-z0-9_]*)(\.title)?(?:\s+#([0-9a-f]{12}))?\s*$")
-TOKEN = re.compile(r"^\{\{\s*([a-z_][a-z0-9_]*)(\.title)?\s*\}\}$")
-FACT = re.compile(r"\{\{\s*(client|industry|opportunity|date)\s*\}\}")
 BULLET_PRESET = "BULLET_DISC_CIRCLE_SQUARE"
 CONFLICT_RETRIES = 3
 HOW_TO_MARK = ("type {{{{{first}}}}} into the box for a section's text (or "
@@ -71,9 +80,14 @@ class Target:
     part: str  # "body" | "title"
     object_id: str
     text: str
-    elements: list[dict[str, Any]]
+    elements: list[dict[str, Any]]  # the token's paragraph (its style is the text's)
     tagged: bool
     fingerprint: str | None
+    scope: str = "box"  # box: the whole text | paragraph | inline: only the token
+    token: str = ""
+    cell: tuple[int, int] | None = None  # a table cell's row and column
+    where: str = "box"  # box | placeholder | cell | group | inline | notes
+    all_elements: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -108,52 +122,35 @@ def _elements(page_elements: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             yield from _elements(group.get("children", []))
 
 
-def _text_of(shape: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-    elements = (shape.get("text") or {}).get("textElements", [])
-    text = "".join(e["textRun"].get("content", "") for e in elements if "textRun" in e)
-    return text, elements
-
-
 def _paragraphs(elements: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Text elements grouped by paragraph (a paragraphMarker opens one)."""
-    paragraphs: list[list[dict[str, Any]]] = []
-    for element in elements:
-        if "paragraphMarker" in element or not paragraphs:
-            paragraphs.append([])
-        paragraphs[-1].append(element)
-    return paragraphs
-
-
-def _token_paragraph(elements: list[dict[str, Any]]) -> tuple[re.Match[str] | None,
-                                                               list[dict[str, Any]]]:
-    """The first paragraph whose whole text is a section token, and its elements: the box
-    is that section's, in that paragraph's style (other paragraphs are template hints)."""
-    for paragraph in _paragraphs(elements):
-        text = "".join(e["textRun"].get("content", "") for e in paragraph if "textRun" in e)
-        token = TOKEN.match(text.strip())
-        if token and token.group(1) not in ("client", "industry", "opportunity", "date"):
-            return token, paragraph
-    return None, elements
+    return slides_paragraphs(elements)
 
 
 def find_targets(presentation: dict[str, Any]) -> tuple[list[Target], set[str]]:
-    """Every marked box, and the facts tokens ({{client}} ...) used anywhere."""
-    targets, facts = [], set()
-    for slide in presentation.get("slides", []):
-        for element in _elements(slide.get("pageElements", [])):
-            shape = element.get("shape")
-            if not shape:
-                continue
-            text, elements = _text_of(shape)
-            facts.update(FACT.findall(text))
-            tag = TAG.match(element.get("description") or "")
-            token, paragraph = _token_paragraph(elements)
-            if tag:
-                targets.append(Target(tag.group(1), "title" if tag.group(2) else "body",
-                                      element["objectId"], text, elements, True, tag.group(3)))
-            elif token:
-                targets.append(Target(token.group(1), "title" if token.group(2) else "body",
-                                      element["objectId"], text, paragraph, False, None))
+    """Every marked box (by its alt-text tag, else by its tokens: marks.slides_marks), and
+    the facts tokens ({{client}} ...) used anywhere."""
+    targets: list[Target] = []
+    facts: set[str] = set()
+    tagged: set[str] = set()
+    for c in slides_containers(presentation):
+        tag = TAG.match(c.element.get("description") or "") if c.cell is None else None
+        if tag and c.object_id not in tagged:
+            tagged.add(c.object_id)
+            text = "".join(slides_text(p) for p in slides_paragraphs(c.elements))
+            targets.append(Target(tag.group(1), "title" if tag.group(2) else "body",
+                                  c.object_id, text, c.elements, True, tag.group(3),
+                                  all_elements=c.elements))
+    for m in slides_marks(presentation, None):
+        if m.part == "fact":
+            facts.add(m.name)
+        if m.part not in ("body", "title") or m.container.object_id in tagged:
+            continue
+        c = m.container
+        paragraph = slides_paragraphs(c.elements)[m.paragraph]
+        text = "".join(slides_text(p) for p in slides_paragraphs(c.elements))
+        targets.append(Target(m.name, m.part, c.object_id, text, paragraph, False, None,
+                              m.scope, m.token, c.cell, m.where, c.elements))
     return targets, facts
 
 
@@ -168,11 +165,19 @@ def _magnitude(dimension: dict[str, Any] | None) -> float | None:
     return value / EMU_PER_PT if dimension.get("unit", "EMU") == "EMU" else value
 
 
-def element_box(element: dict[str, Any], paragraph: list[dict[str, Any]]) -> Box | None:
-    """The Box a page element sets for text in the style of `paragraph`, or None when the
-    element has no size (Slides then sizes it from its layout, which we do not read)."""
+def element_box(element: dict[str, Any], paragraph: list[dict[str, Any]],
+                cell: tuple[int, int] | None = None, where: str = "") -> Box | None:
+    """The Box a page element (or its table `cell`) sets for text in the style of
+    `paragraph`, or None when it has no size (Slides then sizes it from its layout, which
+    we do not read)."""
     size, transform = element.get("size") or {}, element.get("transform") or {}
     width, height = _magnitude(size.get("width")), _magnitude(size.get("height"))
+    if cell is not None:
+        table = element.get("table") or {}
+        columns, rows = table.get("tableColumns", []), table.get("tableRows", [])
+        r, c = cell
+        width = _magnitude(columns[c].get("columnWidth")) if c < len(columns) else None
+        height = _magnitude(rows[r].get("rowHeight")) if r < len(rows) else None
     if width is None or height is None:
         return None
     runs = [e["textRun"] for e in paragraph if "textRun" in e]
@@ -194,7 +199,8 @@ def element_box(element: dict[str, Any], paragraph: list[dict[str, Any]]) -> Box
                line_spacing=float(para.get("lineSpacing", 100)) / 100,
                space_before=_magnitude(para.get("spaceAbove")) or 0.0,
                space_after=_magnitude(para.get("spaceBelow")) or 0.0,
-               indent=indent, where=f"shape {element.get('objectId')}", assumed=tuple(assumed))
+               indent=indent, where=where or f"shape {element.get('objectId')}",
+               assumed=tuple(assumed))
 
 
 def deck_boxes(presentation: dict[str, Any]) -> dict[str, Box]:
@@ -204,9 +210,21 @@ def deck_boxes(presentation: dict[str, Any]) -> dict[str, Box]:
                 for e in _elements(slide.get("pageElements", []))}
     boxes: dict[str, Box] = {}
     for target in find_targets(presentation)[0]:
+        if target.where == "notes":
+            continue  # speaker notes are not on the slide: nothing to fit
         key = target.section + (".title" if target.part == "title" else "")
         paragraph = _paragraphs(target.elements)[0] if target.elements else []
-        box = element_box(elements[target.object_id], paragraph)
+        box = element_box(elements[target.object_id], paragraph, target.cell)
+        if box and target.scope != "box":
+            # the text that stays around the mark takes its room first
+            reserve = 0.0
+            for p in _paragraphs(target.all_elements):
+                text = slides_text(p).rstrip("\n")
+                if target.token and target.token in text:
+                    text = text.replace(target.token, "").strip()
+                if text:
+                    reserve += wrapped_lines(box, text) * box.pitch + box.space_before
+            box = replace(box, height=max(0.0, box.height - reserve))
         old = boxes.get(key)
         if box and (old is None or box.lines_available < old.lines_available):
             boxes[key] = box
@@ -235,6 +253,16 @@ def plan_edits(presentation: dict[str, Any], deck: DeckContent, keep_edits: bool
             + HOW_TO_MARK.format(first=names[0], names=", ".join(names)))
     requests: list[dict[str, Any]] = []
     marked = {t.section for t in targets}
+    # Tokens replaced in place go last to first within a shape, so earlier ones keep their
+    # indices; whole boxes come first.
+    targets = [t for t in targets if t.scope == "box"] + sorted(
+        (t for t in targets if t.scope != "box"),
+        key=lambda t: (t.object_id, t.cell or (0, 0), -(_token_start(t) or 0)))
+    names = [s.section for s in deck.sections]
+    for section in sorted(marked - set(names)):
+        guess = did_you_mean(section, names)
+        if "did you mean" in guess:
+            report.warnings.append(f"unknown token {guess}")
     for target in targets:
         if target.tagged and target.fingerprint:
             edited = fingerprint(target.text) != target.fingerprint
@@ -250,13 +278,14 @@ def plan_edits(presentation: dict[str, Any], deck: DeckContent, keep_edits: bool
             report.warnings.append(f"{target.section} was edited in the deck since the last "
                                    "fill; kept as the person left it")
             continue
-        requests += _replace(target, result)
+        requests += _replace(target, result) if target.scope == "box" else \
+            _replace_token(target, result)
         if target.part == "body" and target.section not in report.filled:
             report.filled.append(target.section)
     facts_values = {"client": deck.brief.client, "industry": deck.brief.industry,
                     "opportunity": deck.brief.opportunity,
                     "date": dt.date.today().strftime("%d %B %Y")}
-    for name in sorted(facts):
+    for name in sorted(facts & set(FACTS)):
         requests.append({"replaceAllText": {
             "containsText": {"text": "{{" + name + "}}", "matchCase": True},
             "replaceText": facts_values[name]}})
@@ -269,6 +298,52 @@ def plan_edits(presentation: dict[str, Any], deck: DeckContent, keep_edits: bool
     return requests, report
 
 
+def _units(text: str) -> int:
+    """Length in UTF-16 code units, as the Slides API counts indices."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _token_start(target: Target) -> int | None:
+    paragraph = target.elements
+    text = slides_text(paragraph)
+    at = text.find(target.token) if target.token else -1
+    if at < 0:
+        return None
+    return int(paragraph[0].get("startIndex", 0) if paragraph else 0) + _units(text[:at])
+
+
+def _replace_token(target: Target, result: SectionResult) -> list[dict[str, Any]]:
+    """Requests that put the section where its token is, keeping the words around it (an
+    inline mark, a paragraph among others, a table cell's or the speaker notes' text)."""
+    begin = _token_start(target)
+    if begin is None:
+        return []
+    lines = [result.title] if target.part == "title" else result.lines
+    leads = [0] if target.part == "title" else (result.leads or [0] * len(lines))
+    text = "\n".join(lines)
+    where: dict[str, Any] = {"objectId": target.object_id}
+    if target.cell is not None:
+        where["cellLocation"] = {"rowIndex": target.cell[0], "columnIndex": target.cell[1]}
+    out: list[dict[str, Any]] = [
+        {"deleteText": {**where, "textRange": {"type": "FIXED_RANGE", "startIndex": begin,
+                                               "endIndex": begin + _units(target.token)}}},
+        {"insertText": {**where, "insertionIndex": begin, "text": text}},
+        # the token's hyperlink is not the text's
+        {"updateTextStyle": {**where, "style": {}, "fields": "link", "textRange": {
+            "type": "FIXED_RANGE", "startIndex": begin, "endIndex": begin + _units(text)}}}]
+    start = 0
+    for line, lead in zip(lines, leads, strict=False):
+        if lead:
+            first = begin + _units(text[:start])
+            out.append({"updateTextStyle": {**where, "style": {"bold": True}, "fields": "bold",
+                                            "textRange": {"type": "FIXED_RANGE",
+                                                          "startIndex": first,
+                                                          "endIndex": first + _units(
+                                                              line[:lead])}}})
+        start += len(line) + 1
+    return out
+
+
 def _replace(target: Target, result: SectionResult) -> list[dict[str, Any]]:
     oid = target.object_id
     lines = [result.title] if target.part == "title" else result.lines
@@ -279,24 +354,30 @@ def _replace(target: Target, result: SectionResult) -> list[dict[str, Any]]:
     first_paragraph = _paragraphs(target.elements)[0] if target.elements else []
     runs = [e["textRun"] for e in first_paragraph if "textRun" in e]
     run_style = dict(runs[-1].get("style") or {}) if runs else {}
+    linked = run_style.pop("link", None) is not None  # the token's link is not the text's
     if any(leads):
         run_style["bold"] = bool(run_style.get("bold", False))  # labels are bolded below
     marker = _first(target.elements, "paragraphMarker")
     para_style = marker.get("style") or {}
     everything = {"type": "ALL"}
+    at: dict[str, Any] = {"objectId": oid}
+    if target.cell is not None:
+        at["cellLocation"] = {"rowIndex": target.cell[0], "columnIndex": target.cell[1]}
     out: list[dict[str, Any]] = []
     if target.text:
-        out.append({"deleteText": {"objectId": oid, "textRange": everything}})
-    out.append({"insertText": {"objectId": oid, "insertionIndex": 0, "text": text}})
-    if run_style:
-        out.append({"updateTextStyle": {"objectId": oid, "textRange": everything,
-                                        "style": run_style, "fields": _fields(run_style)}})
+        out.append({"deleteText": {**at, "textRange": everything}})
+    out.append({"insertText": {**at, "insertionIndex": 0, "text": text}})
+    if run_style or linked:
+        fields = _fields(run_style) + (",link" if linked and run_style else
+                                       "link" if linked else "")
+        out.append({"updateTextStyle": {**at, "textRange": everything,
+                                        "style": run_style, "fields": fields}})
     if para_style:
-        out.append({"updateParagraphStyle": {"objectId": oid, "textRange": everything,
+        out.append({"updateParagraphStyle": {**at, "textRange": everything,
                                              "style": para_style,
                                              "fields": _fields(para_style)}})
     if marker.get("bullet"):
-        out.append({"createParagraphBullets": {"objectId": oid, "textRange": everything,
+        out.append({"createParagraphBullets": {**at, "textRange": everything,
                                                "bulletPreset": BULLET_PRESET}})
     start = 0
     for line, lead in zip(lines, leads, strict=True):
@@ -305,9 +386,11 @@ def _replace(target: Target, result: SectionResult) -> list[dict[str, Any]]:
             begin = len(text[:start].encode("utf-16-le")) // 2
             end = begin + len(line[:lead].encode("utf-16-le")) // 2
             out.append({"updateTextStyle": {
-                "objectId": oid, "style": {"bold": True}, "fields": "bold",
+                **at, "style": {"bold": True}, "fields": "bold",
                 "textRange": {"type": "FIXED_RANGE", "startIndex": begin, "endIndex": end}}})
         start += len(line) + 1
+    if target.cell is not None or target.where == "notes":
+        return out  # a cell's tag would mark the whole table; notes need none
     part = ".title" if target.part == "title" else ""
     out.append({"updatePageElementAltText": {
         "objectId": oid, "description": f"deckgen:{target.section}{part} #{fingerprint(text)}"}})
