@@ -17,7 +17,10 @@ MAX_OPPORTUNITY = 2000
 MAX_CONTACTS = 50
 MAX_METRICS = 100
 MAX_METRIC_VALUE = 500
-FIELDS = ("client", "industry", "opportunity", "notes", "contacts", "metrics", "confidential")
+MAX_FACTS = 50
+MAX_FACT = 500
+FIELDS = ("client", "industry", "opportunity", "notes", "contacts", "metrics", "facts",
+          "confidential")
 MARKABLE = ("client", "industry", "opportunity", "notes", "contacts", "metrics")
 
 
@@ -38,6 +41,9 @@ class Brief:
     metrics: dict[str, str] = field(default_factory=dict)
     # fields whose text must stay on our own hardware (see deckgen/privacy.py)
     confidential: frozenset[str] = frozenset()
+    # figures and benchmarks the firm stands behind (not the client's own words): the
+    # grounding guard accepts them as sources although the notes do not state them
+    facts: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -50,6 +56,8 @@ class Brief:
                          for c in self.contacts],
             "metrics": dict(self.metrics),
         }
+        if self.facts:
+            out["facts"] = list(self.facts)
         if self.confidential:
             out["confidential"] = sorted(self.confidential)
         return out
@@ -165,6 +173,17 @@ def parse_brief(data: Any) -> Brief:
             k = _text(errors, where, str(key), MAX_SHORT, required=True)
             metrics[k] = _text(errors, where, str(value), MAX_METRIC_VALUE)
 
+    facts: list[str] = []
+    raw_facts = data.get("facts")
+    raw_facts = [] if raw_facts is None else raw_facts
+    if not isinstance(raw_facts, list):
+        errors["facts"] = 'must be a list of strings, e.g. ["Industry median DSO: 45 days"]'
+    elif len(raw_facts) > MAX_FACTS:
+        errors["facts"] = f"has {len(raw_facts)} entries; the limit is {MAX_FACTS}"
+    else:
+        for i, item in enumerate(raw_facts):
+            facts.append(_text(errors, f"facts[{i}]", item, MAX_FACT, required=True))
+
     confidential: frozenset[str] = frozenset()
     marks = data.get("confidential", False)
     if marks is True:
@@ -178,7 +197,8 @@ def parse_brief(data: Any) -> Brief:
     if errors:
         listing = "; ".join(f"{k} {v}" for k, v in errors.items())
         raise BriefError(f"the brief is invalid: {listing}", details=errors)
-    return Brief(client, industry, opportunity, notes, tuple(contacts), metrics, confidential)
+    return Brief(client, industry, opportunity, notes, tuple(contacts), metrics, confidential,
+                 tuple(facts))
 
 
 def load_brief(text: str | bytes, source: str = "brief") -> Brief:

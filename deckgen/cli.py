@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-fit", action="store_true",
                      help="do not fit the text to the template's boxes (measure nothing)")
     gen.add_argument("--json", type=Path, help="also write the sections and timings as JSON")
+    gen.add_argument("--no-sources", action="store_true",
+                     help="do not list each item's supporting words from the brief in the "
+                          "speaker notes (default: listed, unless DECKGEN_SOURCES_IN_NOTES=0)")
 
     ev = sub.add_parser("eval", help="compare routes and prompt variants on the solved cases")
     ev.add_argument("--cases", type=Path, help="the examples folder (default DECKGEN_EXAMPLES_DIR)")
@@ -113,8 +116,14 @@ class ProgressPrinter:
                 return
             self.done += 1
             assert result is not None
-            state = "ok" if result.status == "ok" else f"FAILED: {result.error['message']}"  \
-                if result.error else "FAILED"
+            from deckgen.guard import describe
+
+            if result.status == "failed":
+                state = f"FAILED: {result.error['message']}" if result.error else "FAILED"
+            else:
+                state = "ok" if result.status == "ok" else "written, claims marked"
+                if said := describe(result.grounding):
+                    state += f"; grounding: {said}"
             print(f"  [{self.done}/{self.total}] {spec.name}: {state} ({result.seconds:.1f}s)",
                   file=self.stream, flush=True)
 
@@ -187,7 +196,9 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
         route = args.route or config.route
         first = router.resolve(route)
         # a bad template, a deck we cannot read, or no marks fail here, before model time
-        prepared = filler.prepare(FillRequest(brief, target, wanted, route, fit=not args.no_fit))
+        prepared = filler.prepare(FillRequest(
+            brief, target, wanted, route, fit=not args.no_fit,
+            sources=config.sources_in_notes and not args.no_sources))
         for name in prepared.skipped:
             print(f"  {name}: the template has no box for it; not generated", file=sys.stderr)
         print(f"deckgen: {brief.client}: {len(prepared.specs)} sections, route {route} "

@@ -86,6 +86,17 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
 def parse_prices(raw: str) -> dict[str, tuple[float, float]]:
     """DECKGEN_PRICES: "gpt-4o=2.50/10.00,deckgen=0.20/0.20", US dollars per million
     prompt / completion tokens, per model name as the server reports it."""
@@ -150,6 +161,9 @@ class Config:
     limits: dict[str, RouteLimits] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     route_table: dict[str, tuple[str, ...]] = field(default_factory=dict)
     privacy: PrivacyPolicy = PrivacyPolicy()
+    # the grounding guard (deckgen/guard.py) and the brief's supporting words in the notes
+    grounding: bool = True
+    sources_in_notes: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -204,6 +218,8 @@ class Config:
             limits={name: _limits(env, name) for name in MODEL_ROUTES},
             route_table=parse_route_table(env.get("DECKGEN_ROUTE_TABLE", "")),
             privacy=PrivacyPolicy.from_env(env),
+            grounding=_flag(env, "DECKGEN_GROUNDING", True),
+            sources_in_notes=_flag(env, "DECKGEN_SOURCES_IN_NOTES", True),
             prices=parse_prices(env.get("DECKGEN_PRICES", "")),
         )
 

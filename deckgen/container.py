@@ -14,6 +14,7 @@ from deckgen.config import Config
 from deckgen.deck import Generator
 from deckgen.examples import load_cases
 from deckgen.fill import Filler, SlidesAccess
+from deckgen.grounding import Grounding
 from deckgen.llm.router import Router
 from deckgen.prompts import PromptRenderer
 from deckgen.sections import load_specs
@@ -24,9 +25,10 @@ if TYPE_CHECKING:
 
 def make_generator(config: Config, router: Router) -> Generator:
     specs = load_specs(config.prompts_dir)
-    return Generator(specs, load_cases(config.examples_dir, specs),
-                     PromptRenderer(config.prompts_dir), router,
-                     temperature=config.temperature, privacy=config.privacy)
+    cases = load_cases(config.examples_dir, specs)
+    return Generator(specs, cases, PromptRenderer(config.prompts_dir), router,
+                     temperature=config.temperature, privacy=config.privacy,
+                     grounding=Grounding.from_cases(cases) if config.grounding else None)
 
 
 def make_slides(config: Config) -> SlidesAccess:

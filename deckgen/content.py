@@ -16,7 +16,7 @@ from deckgen.brief import Brief
 class SectionResult:
     section: str
     label: str
-    status: str = "ok"  # ok | failed
+    status: str = "ok"  # ok | ungrounded (written, claims marked) | failed
     content: dict[str, Any] | None = None
     lines: list[str] = field(default_factory=list)
     leads: list[int] = field(default_factory=list)  # bold label length per line
@@ -44,6 +44,10 @@ class SectionResult:
     # how the text fits its box, when the template's box is known: lines used / available
     # for the first answer and the final text, and what was done to make it fit
     fit: dict[str, Any] | None = None
+    # what the grounding guard did: {"action": clean|repaired|dropped|flagged, "claims": [...]}
+    grounding: dict[str, Any] | None = None
+    # per item, verbatim snippets of the brief that support it (for the speaker notes)
+    sources: list[list[str]] = field(default_factory=list)
     # the last prompt sent, so any slide can be traced back to what made it
     prompt_messages: list[dict[str, str]] = field(default_factory=list, repr=False)
     # how many of those messages are the section's own prompt; the rest is a follow-up turn
@@ -63,7 +67,12 @@ class DeckContent:
 
     @property
     def ok(self) -> bool:
-        return all(s.status == "ok" for s in self.sections)
+        """No section failed (an `ungrounded` one was written, with its claims marked)."""
+        return all(s.status != "failed" for s in self.sections)
+
+    @property
+    def flagged(self) -> list[SectionResult]:
+        return [s for s in self.sections if s.status == "ungrounded"]
 
     def fit_warnings(self) -> list[str]:
         return [f"{s.section}: {s.fit['warning']}" for s in self.sections

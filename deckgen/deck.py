@@ -19,6 +19,8 @@ from deckgen.budget import Fit, TokenCounter, fit_budget
 from deckgen.content import DeckContent, SectionResult
 from deckgen.errors import DeckgenError, OutputError
 from deckgen.examples import Case, select_examples
+from deckgen.grounding import Grounding, sources
+from deckgen.guard import claim_view, guard
 from deckgen.llm.client import Completion, ContextOverflow
 from deckgen.llm.router import FAILOVER, CallStats, Router
 from deckgen.privacy import EXTERNAL_ROUTES, REDACTED, PrivacyPolicy, Redactor
@@ -37,6 +39,8 @@ class Generator:
     temperature: float = 0.3
     privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
     clock: Callable[[], float] = time.monotonic
+    # the grounding guard (deckgen/guard.py); None turns it off (tests of other steps)
+    grounding: Grounding | None = None
 
 
 Progress = Callable[[str, SectionSpec, SectionResult | None], None]
@@ -186,6 +190,23 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
             )
     if redactor:
         content = redactor.restore(content)
+    if gen.grounding is not None:
+        def ask_again(claims: list[Any]) -> dict[str, Any] | None:
+            turns = gen.renderer.render_ground(spec, text, [claim_view(c) for c in claims])
+            try:
+                again, _ = parse(ask(lambda ex, b: render(ex, b) + turns, follow_up=True))
+            except (*FAILOVER, ContextOverflow):
+                return None  # the answer in hand is valid: dropping or flagging still works
+            return redactor.restore(again) if redactor and again else again
+
+        start = clock()
+        instructions = result.prompt_messages[0]["content"] if result.prompt_messages else ""
+        content, result.grounding, flagged = guard(
+            gen.grounding, accept, brief, content, ask_again, exclude_case=exclude_case,
+            instructions=instructions)
+        if flagged:
+            result.status = "ungrounded"
+        timings["ground"] = clock() - start
     if box is not None or title_box is not None:
         def shorten(problems: list[str]) -> dict[str, Any] | None:
             turns = gen.renderer.render_shorten(spec, text, problems)
@@ -201,6 +222,8 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
     result.content = content
     result.lines = spec.lines(content)
     result.leads = spec.leads(content)
+    if gen.grounding is not None:
+        result.sources = sources(content, brief)
 
 
 def generate_deck(gen: Generator, brief: Brief, specs: list[SectionSpec], route: str = "auto",

@@ -66,7 +66,7 @@ def section_metrics(spec: SectionSpec, result: SectionResult, case: Case,
                     instructions: str, scorer: Any) -> dict[str, float]:
     reference = case.sections[spec.name]
     ref_text = " ".join([str(reference["title"]), *spec.lines(reference)])
-    row = {"valid": float(result.status == "ok"), "repaired": float(result.repaired),
+    row = {"valid": float(result.status != "failed"), "repaired": float(result.repaired),
            "seconds": result.seconds, "prompt_tokens": float(result.prompt_tokens),
            "completion_tokens": float(result.completion_tokens)}
     if result.content is None:

@@ -29,6 +29,7 @@ from deckgen.brief import Brief
 from deckgen.content import DeckContent
 from deckgen.deck import Generator, Progress, generate_deck
 from deckgen.errors import ConfigError, TemplateError
+from deckgen.guard import describe
 from deckgen.llm.limits import Pacer
 from deckgen.sections import SectionSpec, pick_sections
 from deckgen.writers.marks import TemplateCheck, check_pptx_template, check_slides_template
@@ -80,6 +81,7 @@ class FillRequest:
     route: str = "auto"
     fit: bool = True  # fit each section to its box; False measures nothing
     exclude_case: str | None = None  # eval: leave this solved case out of the examples
+    sources: bool = True  # each item's supporting words from the brief in the speaker notes
 
 
 @dataclass
@@ -110,23 +112,27 @@ class Filled:
     @property
     def overflowing(self) -> list[str]:
         return [s.section for s in self.deck.sections
-                if s.status == "ok" and s.fit and (s.fit.get("overflows") or
+                if s.status != "failed" and s.fit and (s.fit.get("overflows") or
                                                    (s.fit.get("title") or {}).get("overflows"))]
 
     @property
     def status(self) -> str:
         """"failed": a section could not be generated; "incomplete": everything generated was
-        written, but a section still overflows its box or had no box; "ok": all of it."""
+        written, but a section still overflows its box, had no box, or holds claims the brief
+        does not support (marked); "ok": all of it."""
         if not self.deck.ok:
             return "failed"
-        return "incomplete" if self.skipped or self.overflowing or self.unknown else "ok"
+        return "incomplete" if (self.skipped or self.overflowing or self.unknown
+                                or self.deck.flagged) else "ok"
 
     def summary(self) -> str:
         """One line naming what is not right, or "" when the status is ok."""
         parts = []
-        failed = [s.section for s in self.deck.sections if s.status != "ok"]
+        failed = [s.section for s in self.deck.sections if s.status == "failed"]
         if failed:
             parts.append("failed: " + ", ".join(failed))
+        for s in self.deck.flagged:
+            parts.append(f"{s.section} {describe(s.grounding)}")
         if self.overflowing:
             parts.append("still overflows its box: " + ", ".join(self.overflowing))
         if self.skipped:
@@ -241,7 +247,8 @@ class Filler:
             return filled
         if isinstance(target, PptxTarget):
             report = write_pptx(deck, target.out, target.template,
-                                section_names=list(self.generator.specs))
+                                section_names=list(self.generator.specs),
+                                sources=prepared.request.sources)
             filled.path = str(target.out)
             filled.warnings += [w for w in report.warnings
                                 if "no box marked" not in w and not w.startswith("unknown")]

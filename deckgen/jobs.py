@@ -47,12 +47,13 @@ def initial_progress(specs: list[SectionSpec]) -> dict[str, Any]:
 
 def section_progress(result: SectionResult) -> dict[str, Any]:
     return {"section": result.section,
-            "state": "done" if result.status == "ok" else "failed",
+            "state": "failed" if result.status == "failed" else "done",
             "route": result.route, "model": result.model, "policy": result.policy,
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
             "seconds": result.seconds, "retries": result.retries,
-            "failovers": len(result.failovers), "fit": result.fit, "error": result.error}
+            "failovers": len(result.failovers), "fit": result.fit, "error": result.error,
+            "grounding": result.grounding, "flagged": result.status == "ungrounded"}
 
 
 def brief_hash(brief: dict[str, Any]) -> str:
@@ -215,7 +216,7 @@ class JobRunner:
         return deck, "done" if deck.ok else "failed", result, None if deck.ok else {
             "code": "sections_failed",
             "message": "some sections failed: " + ", ".join(
-                s.section for s in deck.sections if s.status != "ok")}
+                s.section for s in deck.sections if s.status == "failed")}
 
 
 def make_runner(container: Container,

@@ -68,6 +68,11 @@ class PromptRenderer:
         """The two turns that ask for a corrected answer once."""
         return self._follow_up("_repair.j2", spec, answer, problems=problems)
 
+    def render_ground(self, spec: SectionSpec, answer: str,
+                      claims: list[Any]) -> list[Message]:
+        """The two turns that ask once for the section again without unsupported claims."""
+        return self._follow_up("_ground.j2", spec, answer, claims=claims)
+
     def render_judge(self, brief_json: str, label: str, text: str) -> list[Message]:
         """The LLM judge's prompt for one section (prompts/_judge.j2)."""
         module = self._module("_judge.j2")

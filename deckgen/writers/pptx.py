@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -247,11 +248,37 @@ def _fill(m: Mark, result: SectionResult) -> None:
         _write_lines(p, m.token, lines, leads)
 
 
+def _write_sources(prs: Any, marks: list[Any], results: dict[str, SectionResult]) -> None:
+    """Each filled section's items and the brief's words that support them, appended to
+    the speaker notes of the slide its body is on, so a rep checks a claim at a glance."""
+    done: set[tuple[int, str]] = set()
+    for m in marks:
+        found = re.match(r"slide (\d+)", m.label)
+        result = results.get(m.name)
+        if m.part != "body" or not found or result is None or not result.sources \
+                or m.container.kind == "notes":
+            continue
+        index = int(found.group(1)) - 1
+        if (index, m.name) in done or not 0 <= index < len(prs.slides):
+            continue
+        done.add((index, m.name))
+        frame = prs.slides[index].notes_slide.notes_text_frame
+        lines = [f"Sources for {result.label} (from the brief):"]
+        for line, snippets in zip(result.lines, result.sources, strict=False):
+            quoted = " · ".join(f"\u201c{s}\u201d" for s in snippets) or "(none found)"
+            lines.append(f"- {line[:60]}{'…' if len(line) > 60 else ''}: {quoted}")
+        start = 0 if not frame.text.strip() else len(frame.paragraphs)
+        for i, text in enumerate(lines):
+            para = frame.paragraphs[0] if i == 0 and start == 0 else frame.add_paragraph()
+            para.text = text
+
+
 def write_pptx(deck: DeckContent, out: Path, template: Path | None = None,
-               section_names: list[str] | None = None) -> WriteReport:
+               section_names: list[str] | None = None, sources: bool = True) -> WriteReport:
     """Fill the template and save it at `out` atomically (a crash never leaves half a file).
     `section_names`: every section deckgen knows (default: the deck's), so that a token for
-    a section not generated this time is not reported as unknown."""
+    a section not generated this time is not reported as unknown. `sources`: list each
+    item's supporting words from the brief in the speaker notes of its slide."""
     source = Path(template) if template else DEFAULT_TEMPLATE
     prs = open_template(template)
     names = list(dict.fromkeys([*(section_names or []), *(s.section for s in deck.sections)]))
@@ -292,6 +319,8 @@ def write_pptx(deck: DeckContent, out: Path, template: Path | None = None,
             _reset_autofit(m.container.txBody)
     order = [s.section for s in deck.sections]
     report.filled.sort(key=order.index)
+    if sources:
+        _write_sources(prs, marks, results)
     geometry = Geometry(prs)
     seen: set[int] = set()
     for m in marks:
