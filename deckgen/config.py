@@ -97,6 +97,13 @@ def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raise ConfigError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env.get(name) or default).strip()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def parse_prices(raw: str) -> dict[str, tuple[float, float]]:
     """DECKGEN_PRICES: "gpt-4o=2.50/10.00,deckgen=0.20/0.20", US dollars per million
     prompt / completion tokens, per model name as the server reports it."""
@@ -127,8 +134,12 @@ class Config:
     # local: SmolLM2 through llama.cpp's OpenAI-compatible server
     local_model_path: Path | None = None
     local_url: str | None = None
-    local_context: int = 2048
+    local_context: int = 4096
     local_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
+    # the embedded model's prompt layout ("shared": one prefix for every section, read once)
+    # and whether it gets the grounding repair turn (off: measured to fix nothing on it)
+    local_layout: str = "shared"
+    local_ground_repair: bool = False
     # self-hosted: a fine-tuned model behind vLLM
     self_hosted_url: str | None = None
     self_hosted_model: str | None = None
@@ -180,8 +191,10 @@ class Config:
             section_timeout=_float(env, "DECKGEN_SECTION_TIMEOUT", 180.0),
             local_model_path=Path(model) if model else bundled_gguf(),
             local_url=env.get("DECKGEN_LOCAL_URL") or None,
-            local_context=_int(env, "DECKGEN_LOCAL_CONTEXT", 2048),
+            local_context=_int(env, "DECKGEN_LOCAL_CONTEXT", 4096),
             local_threads=_int(env, "DECKGEN_LOCAL_THREADS", os.cpu_count() or 2),
+            local_layout=_choice(env, "DECKGEN_LOCAL_LAYOUT", ("shared", "turns"), "shared"),
+            local_ground_repair=_flag(env, "DECKGEN_LOCAL_GROUNDING_REPAIR", False),
             self_hosted_url=env.get("DECKGEN_SELF_HOSTED_URL") or None,
             self_hosted_model=env.get("DECKGEN_SELF_HOSTED_MODEL") or None,
             self_hosted_api_key=env.get("DECKGEN_SELF_HOSTED_API_KEY") or None,

@@ -28,7 +28,10 @@ def make_generator(config: Config, router: Router) -> Generator:
     cases = load_cases(config.examples_dir, specs)
     return Generator(specs, cases, PromptRenderer(config.prompts_dir), router,
                      temperature=config.temperature, privacy=config.privacy,
-                     grounding=Grounding.from_cases(cases) if config.grounding else None)
+                     grounding=Grounding.from_cases(cases) if config.grounding else None,
+                     no_ground_repair=frozenset() if config.local_ground_repair
+                     else frozenset({"local"}),
+                     layouts={"local": config.local_layout})
 
 
 def make_slides(config: Config) -> SlidesAccess:

@@ -41,6 +41,12 @@ class Generator:
     clock: Callable[[], float] = time.monotonic
     # the grounding guard (deckgen/guard.py); None turns it off (tests of other steps)
     grounding: Grounding | None = None
+    # routes whose model gets no grounding repair turn (it drops or flags at once)
+    no_ground_repair: frozenset[str] = frozenset()
+    # prompt layout per route: "turns" (few-shot turns, the default) or "shared"
+    # (prompts/_shared.j2: one prefix for every section of a deck, for prefix caching)
+    layouts: dict[str, str] = field(default_factory=dict)
+    shared_examples: int = 1  # whole solved cases shown in the shared layout
 
 
 Progress = Callable[[str, SectionSpec, SectionResult | None], None]
@@ -114,14 +120,21 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
     redactor = Redactor(brief) if result.policy == REDACTED and name in EXTERNAL_ROUTES \
         else None
     start = clock()
-    examples = [s.case for s in select_examples(brief, gen.cases, spec.name,
-                                                exclude=exclude_case)]
+    shared = gen.layouts.get(name) == "shared"
+    # the shared layout shows the same whole cases to every section (a byte-identical prefix)
+    pool = [c for c in gen.cases if all(n in c.sections for n in gen.specs)] if shared \
+        else gen.cases
+    examples = [s.case for s in select_examples(brief, pool, spec.name, exclude=exclude_case)]
+    if shared:
+        examples = examples[:gen.shared_examples]
     timings["select"] += clock() - start
     budget = min(spec.max_prompt_tokens, route.context - spec.max_completion_tokens)
     schema = spec.json_schema()
     counter = _TimedCounter(route.counter, timings, clock)
 
     def render(ex: list[Case], b: Brief) -> list[dict[str, str]]:
+        if shared:
+            return gen.renderer.render_shared(spec, b, ex, list(gen.specs.values()))
         return gen.renderer.render_prompt(spec, b, ex)
 
     def fitted(render_fn: Callable[[list[Case], Brief], list[dict[str, str]]]) -> Fit:
@@ -192,6 +205,8 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
         content = redactor.restore(content)
     if gen.grounding is not None:
         def ask_again(claims: list[Any]) -> dict[str, Any] | None:
+            if name in gen.no_ground_repair:
+                return None  # this route's model does not profit from it (measured)
             turns = gen.renderer.render_ground(spec, text, [claim_view(c) for c in claims])
             try:
                 again, _ = parse(ask(lambda ex, b: render(ex, b) + turns, follow_up=True))

@@ -82,13 +82,14 @@ def guard(grounding: Grounding, spec: SectionSpec, brief: Brief, content: Conten
     # What is merely unsupported stays, marked, for the rep to check.
     cut = [c for c in claims if c.kind == "injection" or c.reason.startswith("from another")]
     if cut:
-        content = _without_empty(_cut(content, [c.text for c in cut]), spec)
+        kept = _without_empty(_cut(content, [c.text for c in cut]), spec)
         report["removed"] = [claim_view(c) for c in cut]
-        if content is None:
+        if kept is None:
             raise GroundingError(
                 f"the {spec.name} section could not be written without text the brief does "
-                f"not support (after one repair): {', '.join(repr(c.text) for c in cut)}",
+                f"not support: {', '.join(repr(c.text) for c in cut)}",
                 details={"grounding": report})
+        content = kept
     marked = mark_claims(content, [c for c in claims if c not in cut])
     return marked, report, True
 

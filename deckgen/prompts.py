@@ -52,6 +52,27 @@ class PromptRenderer:
         messages.append({"role": "user", "content": str(module.user(brief, spec)).strip()})
         return messages
 
+    def render_shared(self, spec: SectionSpec, brief: Brief, examples: list[Case],
+                      specs: list[SectionSpec]) -> list[Message]:
+        """The shared-prefix layout (prompts/_shared.j2): the same turns for every section
+        of a deck (rules, examples shortened to two items a slide, the brief as data), then
+        the section's own instructions. `specs` are every section, in deck order."""
+        shared, base = self._module("_shared.j2"), self._module("_base.j2")
+        messages = [{"role": "system", "content": str(shared.system()).strip()}]
+        for case in sorted(examples, key=lambda c: c.id):
+            slides = "\n".join(
+                f"{s.label} slide: " + json.dumps(
+                    _first_items(case.sections[s.name], s.list_key, 2), ensure_ascii=False)
+                for s in specs if s.name in case.sections)
+            request = str(shared.example_request(str(base.brief_block(case.brief)).strip()))
+            messages += [{"role": "user", "content": request.strip()},
+                         {"role": "assistant", "content": slides}]
+        instructions = str(self._module(f"{spec.name}.j2").system(_NoShape(spec))).strip()
+        client = str(shared.client(str(base.brief_block(brief)).strip())).strip()
+        task = str(shared.task(spec, instructions)).strip()
+        messages.append({"role": "user", "content": f"{client}\n\n{task}"})
+        return messages
+
     def _follow_up(self, template: str, spec: SectionSpec, answer: str,
                    **values: Any) -> list[Message]:
         shape = str(self._module("_base.j2").answer_shape(spec))
@@ -83,3 +104,20 @@ class PromptRenderer:
                        problems: list[str]) -> list[Message]:
         """The two turns that ask once for an answer short enough for its boxes."""
         return self._follow_up("_shorten.j2", spec, answer, problems=problems)
+
+
+def _first_items(section: dict[str, Any], key: str, n: int) -> dict[str, Any]:
+    return {**section, key: list(section.get(key, []))[:n]}
+
+
+class _NoShape:
+    """A section spec as the shared layout's templates see it: `no_shape` tells
+    prompts/_base.j2 to leave the JSON shape out (the server's grammar enforces it)."""
+
+    no_shape = True
+
+    def __init__(self, spec: SectionSpec) -> None:
+        self._spec = spec
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._spec, name)

@@ -24,7 +24,9 @@ def test_generate_writes_every_section_into_the_deck(tmp_path):
     out, js = tmp_path / "deck.pptx", tmp_path / "deck.json"
     # no DECKGEN_LOCAL_URL: the CLI starts and stops its own llama.cpp server
     run = deckgen("generate", BRIEF, "--out", out, "--json", js, "--route", "local")
-    assert run.returncode == 0, run.stderr
+    # 3: written, but the guard flagged some of the small model's claims (named on stderr)
+    assert run.returncode in (0, 3), run.stderr
+    assert (run.returncode == 3) == ("deckgen: incomplete:" in run.stderr), run.stderr
     assert "[5/5]" in run.stderr
     header = run.stdout.splitlines()[0].split()
     assert header[:3] == ["section", "route", "model"]
@@ -37,7 +39,9 @@ def test_generate_writes_every_section_into_the_deck(tmp_path):
               for slide in Presentation(str(out)).slides]
     assert json.loads(BRIEF.read_text())["client"] in slides[0]
     for slide, section in zip(slides[1:], deck["sections"], strict=True):
-        assert section["status"] == "ok", section["error"]
+        assert section["status"] in ("ok", "ungrounded"), section["error"]
+        assert section["grounding"]["action"] in ("clean", "dropped", "flagged")
+        assert "{{" not in slide
         assert section["route"] == "local"
         assert "\n".join(section["lines"]) in slide
         assert section["content"]["title"] in slide
