@@ -12,6 +12,8 @@ formats messages with the same chat formatter the server uses."""
 
 from __future__ import annotations
 
+import functools
+import re
 import signal
 import socket
 import subprocess
@@ -21,6 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +150,16 @@ def _silence_llama_logs() -> None:
         llama_cpp.llama_log_set(_QUIET, ctypes.c_void_p(0))
 
 
+PART_CACHE_CHARS = 20_000
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether one text contains the other, or one's end is the other's start."""
+    if not b or a in b or b in a:
+        return bool(b)
+    return any(a.endswith(b[:k]) or b.endswith(a[:k]) for k in range(1, min(len(a), len(b))))
+
+
 class LlamaCounter:
     """Exact prompt tokens for a GGUF model, as llama.cpp's server will count them."""
 
@@ -171,10 +184,53 @@ class LlamaCounter:
             # A format llama.cpp recognised from the template ("chatml", ...): the server
             # uses its registered formatter, format_<name>.
             self.formatter = getattr(llama_chat_format, "format_" + fmt.replace("-", "_"))
+        self._cached = functools.lru_cache(maxsize=2048)(self._tokens)
+        self._splitter = self._split_tokens()
 
     def count(self, messages: list[Message]) -> int:
         result = self.formatter(messages=messages)
+        prompt, add_bos = result.prompt, not result.added_special
+        if self._splitter is None or not prompt:
+            return self._tokens(prompt, add_bos)
+        # llama.cpp cuts a prompt at its special tokens and tokenizes the text between them
+        # one piece at a time, so counting it in parts that start at such a token is exact;
+        # the parts a prompt shares with earlier ones (instructions, examples) are cached.
+        cuts = [0, *(m.start() for m in self._splitter.finditer(prompt, 1)), len(prompt)]
+        return sum(self._part(prompt[a:b], add_bos and a == 0) for a, b in pairwise(cuts))
+
+    def _tokens(self, text: str, add_bos: bool) -> int:
         with self._lock:
-            tokens = self.llm.tokenize(result.prompt.encode("utf-8"),
-                                       add_bos=not result.added_special, special=True)
-        return len(tokens)
+            return len(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def _part(self, text: str, add_bos: bool) -> int:
+        if len(text) > PART_CACHE_CHARS:  # a long brief's turn: not worth keeping
+            return self._tokens(text, add_bos)
+        return self._cached(text, add_bos)
+
+    def _split_tokens(self) -> re.Pattern[str] | None:
+        """The special tokens a prompt can be cut before and counted in parts: control
+        tokens that take no whitespace from their left and overlap no other special token's
+        text (so llama.cpp always matches them where they occur); None if there are none."""
+        import llama_cpp
+
+        model = self.llm._model
+        special = (llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+                   | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN)
+        texts: dict[str, int] = {}
+        for token in range(model.n_vocab()):
+            attr = model.token_get_attr(token)
+            if attr & special:
+                texts[str(model.token_get_text(token))] = attr
+        splits = [text for text, attr in texts.items()
+                  if text and attr & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+                  and not attr & llama_cpp.LLAMA_TOKEN_ATTR_LSTRIP
+                  and not any(_overlap(text, other) for other in texts if other != text)]
+        if not splits:
+            return None
+        return re.compile("|".join(re.escape(t) for t in sorted(splits, key=len, reverse=True)))
+
+    def tokens(self, text: str) -> int:
+        """The tokens of `text` on its own (no chat template, no BOS): the budget's search
+        estimates with these and then counts the prompts it chooses whole."""
+        with self._lock:
+            return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
