@@ -24,6 +24,9 @@ __all__ = ["Config", "DEFAULT_LIMITS", "MODEL_ROUTES", "ROUTES", "RetryPolicy",
            "RouteLimits"]
 
 ROOT = Path(__file__).resolve().parent.parent
+# how often a running job tells the store it is alive (deckgen/jobs.py); a job whose heartbeat
+# is older than DECKGEN_JOB_STALE_SECONDS is handed to another worker
+JOB_HEARTBEAT_SECONDS = 5.0
 
 
 def parse_route_table(raw: str) -> dict[str, tuple[str, ...]]:
@@ -97,6 +100,48 @@ def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raise ConfigError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
 
 
+def parse_rate_limit(raw: str | None) -> str | None:
+    """DECKGEN_RATE_LIMIT: "60/minute" (also "10 per second", "1000/hour"; several joined by
+    ";"), or "off". Checked here so a typo stops the service at start, not on a request."""
+    raw = (raw or "").strip()
+    if raw.lower() in ("off", "none", "0"):
+        return None
+    from limits import parse_many
+
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(f"DECKGEN_RATE_LIMIT must look like 60/minute or 10 per second "
+                          f"(or off), got {raw!r}") from None
+    return raw
+
+
+def rate_limit_storage(env: Mapping[str, str]) -> str:
+    """Where per-caller limits are counted: DECKGEN_RATE_LIMIT_URL, else DECKGEN_REDIS_URL,
+    else the Redis of DECKGEN_QUEUE_URL (so every replica shares them), else this process's
+    memory."""
+    url = env.get("DECKGEN_RATE_LIMIT_URL") or env.get("DECKGEN_REDIS_URL") or ""
+    queue = env.get("DECKGEN_QUEUE_URL") or ""
+    if not url and queue.startswith(("redis://", "rediss://")):
+        url = queue
+    url = url or "memory://"
+    if not url.startswith(("memory://", "redis://", "rediss://", "unix://")):
+        raise ConfigError(f"DECKGEN_RATE_LIMIT_URL must be memory:// or a redis:// URL, "
+                          f"got {url!r}")
+    return url
+
+
+def shared_limits_redis(env: Mapping[str, str]) -> str | None:
+    """DECKGEN_REDIS_URL, else the Redis of DECKGEN_QUEUE_URL, else None (the store)."""
+    url = env.get("DECKGEN_REDIS_URL") or ""
+    queue = env.get("DECKGEN_QUEUE_URL") or ""
+    if not url and queue.startswith(("redis://", "rediss://")):
+        url = queue
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"DECKGEN_REDIS_URL must be a redis:// URL, got {url!r}")
+    return url or None
+
+
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
     value = (env.get(name) or default).strip()
     if value not in choices:
@@ -163,11 +208,22 @@ class Config:
     workers: int = 2
     queue_url: str | None = None  # redis://... : jobs run on Celery workers
     job_stale_seconds: float = 60.0
+    # HTTP: who may start the embedded model, and how much one caller may ask for
+    allow_local_route: bool = False
+    rate_limit: str | None = "60/minute"  # per caller, on each of preview, jobs and batches
+    rate_limit_url: str = "memory://"
+    preview_concurrency: int = 4  # previews in flight per process: below its thread count
+    preview_per_caller: int = 2  # previews in flight per caller, across replicas
     max_request_bytes: int = 2 * 1024 * 1024
     google_audience: str | None = None
     allowed_domains: tuple[str, ...] = ()
     google_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
     slides_writes_per_minute: int = 60
+    # Slides writes per minute for the whole Google Cloud project, across principals
+    slides_project_writes_per_minute: int = 600
+    # where limits every process shares are counted (deckgen/quotas.py): this Redis, else
+    # the job store; DECKGEN_REDIS_URL, else the Redis of DECKGEN_QUEUE_URL
+    redis_url: str | None = None
     retry: RetryPolicy = RetryPolicy()
     limits: dict[str, RouteLimits] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     route_table: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -213,7 +269,12 @@ class Config:
             output_dir=Path(env.get("DECKGEN_OUTPUT_DIR") or ROOT / "var" / "decks"),
             workers=_int(env, "DECKGEN_WORKERS", 2),
             queue_url=env.get("DECKGEN_QUEUE_URL") or None,
-            job_stale_seconds=_float(env, "DECKGEN_JOB_STALE_SECONDS", 60.0),
+            job_stale_seconds=_stale_seconds(env),
+            allow_local_route=_flag(env, "DECKGEN_ALLOW_LOCAL_ROUTE"),
+            rate_limit=parse_rate_limit(env.get("DECKGEN_RATE_LIMIT", "60/minute")),
+            rate_limit_url=rate_limit_storage(env),
+            preview_concurrency=_int(env, "DECKGEN_PREVIEW_CONCURRENCY", 4),
+            preview_per_caller=_int(env, "DECKGEN_PREVIEW_PER_CALLER", 2),
             max_request_bytes=_int(env, "DECKGEN_MAX_REQUEST_BYTES", 2 * 1024 * 1024),
             google_audience=env.get("DECKGEN_GOOGLE_AUDIENCE") or None,
             allowed_domains=tuple(d.strip().lower() for d in
@@ -221,6 +282,9 @@ class Config:
             google_certs_url=env.get("DECKGEN_GOOGLE_CERTS_URL")
             or "https://www.googleapis.com/oauth2/v1/certs",
             slides_writes_per_minute=_int(env, "DECKGEN_SLIDES_WRITES_PER_MINUTE", 60),
+            slides_project_writes_per_minute=_int(
+                env, "DECKGEN_SLIDES_PROJECT_WRITES_PER_MINUTE", 600),
+            redis_url=shared_limits_redis(env),
             retry=RetryPolicy(
                 deadline=_float(env, "DECKGEN_RETRY_DEADLINE", 120.0),
                 server_retries=_int(env, "DECKGEN_SERVER_RETRIES", 2, minimum=0),
@@ -235,6 +299,18 @@ class Config:
             sources_in_notes=_flag(env, "DECKGEN_SOURCES_IN_NOTES", True),
             prices=parse_prices(env.get("DECKGEN_PRICES", "")),
         )
+
+
+def _stale_seconds(env: Mapping[str, str]) -> float:
+    value = _float(env, "DECKGEN_JOB_STALE_SECONDS", 60.0)
+    floor = 2 * JOB_HEARTBEAT_SECONDS
+    if value < floor:
+        raise ConfigError(
+            f"DECKGEN_JOB_STALE_SECONDS must be at least {floor:g} (twice the "
+            f"{JOB_HEARTBEAT_SECONDS:g}-second heartbeat of a running job), got {value:g}: "
+            "a shorter value hands jobs that are still running to a second worker, so they "
+            "run twice")
+    return value
 
 
 def _limits(env: Mapping[str, str], route: str) -> RouteLimits:

@@ -6,7 +6,7 @@ hand. The module imports no model, HTTP or Google code, so a writer can import i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from deckgen.brief import Brief
@@ -80,6 +80,14 @@ class DeckContent:
 
     def section(self, name: str) -> SectionResult | None:
         return next((s for s in self.sections if s.section == name), None)
+
+    @classmethod
+    def from_dict(cls, brief: Brief, data: dict[str, Any]) -> DeckContent:
+        """The deck `to_dict` wrote, with the brief it was generated from (the job store
+        keeps a generated deck until its write; the prompts are not kept)."""
+        names = {f.name for f in fields(SectionResult)}
+        return cls(brief, [SectionResult(**{k: v for k, v in s.items() if k in names})
+                           for s in data["sections"]], float(data["seconds"]))
 
     def to_dict(self) -> dict[str, Any]:
         sections = []

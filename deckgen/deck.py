@@ -97,6 +97,21 @@ class _TimedCounter:
         finally:
             self.timings["count"] += self.clock() - start
 
+    def __getattr__(self, name: str) -> Any:
+        # `tokens(text)`, when the route's counter has it: budget.py then counts the notes
+        # once instead of whole prompts (timed like count)
+        if name != "tokens" or not hasattr(self.counter, "tokens"):
+            raise AttributeError(name)
+
+        def tokens(text: str) -> int:
+            start = self.clock()
+            try:
+                return int(self.counter.tokens(text))  # type: ignore[attr-defined]
+            finally:
+                self.timings["count"] += self.clock() - start
+
+        return tokens
+
 
 def _limits(spec: SectionSpec) -> dict[str, Any]:
     return {"min_items": spec.min_items, "max_items": spec.max_items,

@@ -30,7 +30,7 @@ from deckgen.content import DeckContent
 from deckgen.deck import Generator, Progress, generate_deck
 from deckgen.errors import ConfigError, TemplateError
 from deckgen.guard import describe
-from deckgen.llm.limits import Pacer
+from deckgen.quotas import MemoryQuota, WriteLimits, WriteQuota
 from deckgen.sections import SectionSpec, pick_sections
 from deckgen.writers.marks import TemplateCheck, check_pptx_template, check_slides_template
 from deckgen.writers.pptx import write_pptx
@@ -143,16 +143,38 @@ class Filled:
 
 
 class SlidesAccess:
-    """Who writes to Google Slides: the caller's own OAuth token, else the service account.
-    Writes are paced per principal under Slides' 60 writes per minute per user."""
+    """Who writes to Google Slides: the caller's own OAuth token, else the service account;
+    and the shared write quota (deckgen/quotas.py: 60 writes a minute per principal, 600
+    per project) every write takes a slot from.
+
+    The job runner's write stage calls `reserve` (never waits) and writes only once it has
+    a slot; `pace`, called by `Filler.write`, then spends that slot. A door that writes
+    one deck in its own thread (the CLI) has no slot reserved, so `pace` waits for one.
+    When Google answers 429 (or 5xx) the writer's back-off holds the principal in the
+    shared quota for as long, so no other process writes as it meanwhile."""
+
+    SERVICE_ACCOUNT = "service-account"
 
     def __init__(self, credentials_file: str | None, slides_endpoint: str | None,
-                 drive_endpoint: str | None, writes_per_minute: int = 60) -> None:
+                 drive_endpoint: str | None, writes_per_minute: int = 60,
+                 quota: WriteQuota | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.credentials_file = credentials_file
         self.slides_endpoint, self.drive_endpoint = slides_endpoint, drive_endpoint
         self.writes_per_minute = writes_per_minute
-        self._pacers: dict[str, Pacer] = {}
-        self._lock = threading.Lock()
+        self.quota = quota or MemoryQuota(WriteLimits(per_principal=writes_per_minute))
+        self.sleep = sleep
+        self._local = threading.local()  # this thread's reserved slot and principal
+
+    @classmethod
+    def principal_of(cls, user_token: str | None, owner: str | None = None) -> str:
+        """Whose quota a write counts against: the person (their owner id, which outlives
+        an hour-long token), else the service account."""
+        if not user_token:
+            return cls.SERVICE_ACCOUNT
+        if owner:
+            return owner
+        return "token:" + hashlib.sha256(user_token.encode()).hexdigest()[:16]
 
     def writer(self, user_token: str | None) -> SlidesWriter:
         if user_token:
@@ -163,20 +185,41 @@ class SlidesAccess:
             raise ConfigError("to write into Google Slides set DECKGEN_GOOGLE_TOKEN (a user's "
                               "OAuth access token) or GOOGLE_APPLICATION_CREDENTIALS (a service "
                               "account key file)")
+        fallback = self.principal_of(user_token)
+
+        def back_off(seconds: float) -> None:
+            principal = getattr(self._local, "principal", None) or fallback
+            self.quota.hold(principal, seconds)
+            self.sleep(seconds)
+
         return SlidesWriter(credentials, slides_endpoint=self.slides_endpoint,
-                            drive_endpoint=self.drive_endpoint)
+                            drive_endpoint=self.drive_endpoint, sleep=back_off)
+
+    def reserve(self, principal: str, batch: bool = False) -> float:
+        """Take a write slot for this thread's next write as `principal` and return 0, or
+        take nothing and return the seconds until one frees up. Never waits. A batch write
+        leaves the headroom kept for people's interactive writes."""
+        wait = self.quota.try_acquire(principal, batch)
+        self._local.principal = principal
+        self._local.slot = wait <= 0
+        return wait
+
+    def forget(self) -> None:
+        """This thread's write is over: an unspent slot is dropped (the count stays on the
+        safe side) and later back-offs are no longer charged to its principal."""
+        self._local.principal, self._local.slot = None, False
 
     def pace(self, user_token: str | None) -> float:
-        """Wait for a write slot. Slides counts writes per user per minute, so the pace is
-        steady (a burst of one) and one below the quota: no 60-second window ever holds more
-        than `writes_per_minute` writes, whatever the batch does."""
-        principal = hashlib.sha256((user_token or "service-account").encode()).hexdigest()
-        with self._lock:
-            pacer = self._pacers.setdefault(principal, Pacer(
-                max(1, self.writes_per_minute - 1), None, 1_000_000, time.monotonic,
-                time.sleep, burst=1))
-        waited = pacer.acquire(0)
-        pacer.release()
+        """Before a write: spend this thread's reserved slot, or wait for one (a door with
+        no scheduler: the CLI). The seconds waited."""
+        if getattr(self._local, "slot", False):
+            self._local.slot = False
+            return 0.0
+        principal = self.principal_of(user_token)
+        waited = 0.0
+        while (wait := self.quota.try_acquire(principal)) > 0:
+            self.sleep(wait)
+            waited += wait
         return waited
 
 

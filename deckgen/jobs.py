@@ -1,11 +1,18 @@
-"""Running jobs: a pool of worker threads in the service process that takes queued jobs
-from the store, generates the deck, writes it, and records every generation.
+"""Running jobs: a pool of worker threads in the service process (or Celery tasks, through
+`run_one`) that takes jobs from the store in two stages, generation and writing, and
+records every generation.
 
-The store is the source of truth. A worker claims a job (atomically, never a deck another
-running job is writing), heart-beats while it runs, and finishes it; a process killed in
-the middle leaves its jobs `running` with a stale heartbeat, and the next start puts them
-back in the queue, so every job ends exactly once. Writing a deck is idempotent (it
-replaces tagged boxes), so running a job again is safe."""
+The store is the source of truth. A worker claims a job to generate (interactive jobs
+before batch jobs, batch work round-robin between owners; never a deck another job has in
+flight), heart-beats while it runs, and hands the generated deck back to the store. A
+worker then claims a generated deck to write only when its principal's shared Slides quota
+has a slot now (deckgen/quotas.py): no worker ever sleeps on a quota while holding work,
+it takes other work instead. A process killed in the middle leaves its jobs with a stale
+heartbeat; the next sweep puts one it was generating back in the queue and one it was
+writing back to wait for its write, so every job ends exactly once. Writing a deck is
+idempotent (it replaces tagged boxes), so running a stage again is safe.
+
+A .pptx is written by the worker that generated it: no shared limit to wait for."""
 
 from __future__ import annotations
 
@@ -13,23 +20,28 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deckgen.brief import parse_brief
+from deckgen.config import JOB_HEARTBEAT_SECONDS
 from deckgen.content import DeckContent, SectionResult
 from deckgen.errors import DeckgenError
 from deckgen.fill import (
     Filler,
     FillRequest,
     PptxTarget,
+    Prepared,
     SlidesAccess,
     SlidesTarget,
     Target,
     outcome_view,
 )
+from deckgen.quotas import quota_from_config
 from deckgen.sections import SectionSpec
 from deckgen.store import Job, Store
 
@@ -39,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["JobRunner", "SlidesAccess", "initial_progress", "make_runner", "section_progress"]
 
 log = logging.getLogger("deckgen.jobs")
+MAX_QUOTA_SKIP = 2.0  # seconds at most a runner leaves a waiting principal's decks alone
 
 
 def initial_progress(specs: list[SectionSpec]) -> dict[str, Any]:
@@ -60,6 +73,9 @@ def brief_hash(brief: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(brief, sort_keys=True).encode()).hexdigest()[:16]
 
 
+Outcome = tuple[DeckContent | None, str, dict[str, Any] | None, dict[str, Any] | None]
+
+
 class JobRunner:
     def __init__(self, store: Store, filler: Filler,
                  output_dir: Path, workers: int = 2, poll_seconds: float = 0.5,
@@ -68,6 +84,7 @@ class JobRunner:
                  dispatch: Callable[[str], None] | None = None) -> None:
         self.store, self.filler = store, filler
         self.generator = filler.generator
+        self.slides = filler.slides
         self.output_dir = output_dir
         self.workers, self.poll_seconds = workers, poll_seconds
         self.stale_after, self.heartbeat_seconds = stale_after, heartbeat_seconds
@@ -76,15 +93,22 @@ class JobRunner:
         self.dispatch = dispatch
         self.user_tokens: dict[str, str] = {}  # job id -> caller's OAuth token, memory only
         self.worker_id = f"w-{uuid.uuid4().hex[:8]}"
+        # (principal, batch?) -> monotonic time its quota has a slot again: not asked before
+        self._quota_waits: dict[tuple[str, bool], float] = {}
+        self._waits_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    @property
+    def started(self) -> bool:
+        return bool(self._threads)
 
     def start(self) -> None:
         requeued = self.store.requeue_stale(self.stale_after)
         if requeued:
             log.warning("requeued %d job(s) left running by a stopped worker", len(requeued))
         if self.dispatch is not None:
-            for job_id in self.store.queued_ids():
+            for job_id in self.store.queued_ids() + self.store.generated_ids():
                 self.dispatch(job_id)
         for i in range(0 if self.dispatch else self.workers):
             t = threading.Thread(target=self._loop, name=f"deckgen-worker-{i}", daemon=True)
@@ -110,26 +134,90 @@ class JobRunner:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            job: Job | None = None
             try:
-                job = self.store.claim_job(self.worker_id)
+                # a write finishes a job a person may be waiting for: writes first
+                job = self._claim_write() or self.store.claim_job(self.worker_id)
             except Exception:  # noqa: BLE001 - the store may be briefly unreachable
                 log.exception("claiming a job failed")
-                job = None
             if job is None:
                 self._stop.wait(self.poll_seconds)
                 continue
-            self.run(job)
+            try:
+                if job.stage == "write":
+                    self.write(job)
+                else:
+                    self.run(job)
+            except Exception:  # noqa: BLE001 - a worker outlives any one job and any outage
+                # e.g. the store went away while the job finished: the job stays running with
+                # a stale heartbeat and the sweep hands it out again once the store is back
+                log.exception("job %s could not be finished; retrying later", job.id)
+                self._stop.wait(min(5.0, self.stale_after / 4))
 
-    def run_one(self, job_id: str) -> str:
-        """Run one given job if it is ours to run (the Celery path): "done", or "locked"
-        when its deck is being written by another job, or "gone" when nothing is to do."""
-        job = self.store.claim_job_id(job_id, self.worker_id, self.stale_after)
-        if isinstance(job, str):
-            return job
-        self.run(job)
+    def alive(self) -> bool:
+        """Every worker thread this runner started is still running (for /readyz)."""
+        return all(t.is_alive() for t in self._threads) and not self._stop.is_set()
+
+    def run_one(self, job_id: str) -> str | float:
+        """Run one given job's next stage if it is ours to run (the Celery path): "done"
+        when nothing is left to do for it here, "locked" when another job has its deck in
+        flight or "paused" when its batch is paused (try later), "gone" when it is not
+        waiting to run, or the seconds until its principal's quota has a write slot (come
+        back then: its generated deck waits in the store meanwhile, holding no worker)."""
+        claimed = self.store.claim_job_id(job_id, self.worker_id, self.stale_after)
+        if isinstance(claimed, Job):
+            if self.run(claimed) != "generated":
+                return "done"
+        elif claimed != "generated":
+            return claimed
+        return self.write_one(job_id)
+
+    def write_one(self, job_id: str) -> str | float:
+        """Write one given generated deck if its quota allows now: "done", "gone", or the
+        seconds until it may (the deck stays in the store)."""
+        job = self.store.claim_write_id(job_id, self.worker_id, self.stale_after)
+        if job is None:
+            return "gone"
+        wait = self._reserve(job)
+        if wait > 0:
+            self.store.release_write(job.id, self.worker_id)
+            return wait
+        self.write(job)
         return "done"
 
-    def run(self, job: Job) -> None:
+    def _claim_write(self) -> Job | None:
+        """A generated deck whose principal's quota has a slot now (taken), or None. A
+        principal whose quota said "wait" is not asked again until then."""
+        if self.slides is None:
+            return None
+        for _ in range(4):
+            now = time.monotonic()
+            with self._waits_lock:
+                waiting = [(p, batch) for (p, batch), until in self._quota_waits.items()
+                           if until > now]
+            job = self.store.claim_write(
+                self.worker_id, skip_principals=[p for p, batch in waiting if not batch],
+                skip_batch_principals=[p for p, batch in waiting if batch],
+                writable=list(self.user_tokens),
+                orphaned_before=time.time() - 2 * self.stale_after)
+            if job is None:
+                return None
+            wait = self._reserve(job)
+            if wait <= 0:
+                return job
+            self.store.release_write(job.id, self.worker_id)
+            with self._waits_lock:
+                # asked again after the wait, or sooner: another process's hold may end
+                self._quota_waits[(job.principal or "", job.batch_id is not None)] = \
+                    now + min(wait, MAX_QUOTA_SKIP)
+        return None
+
+    def _reserve(self, job: Job) -> float:
+        assert self.slides is not None and job.principal
+        return self.slides.reserve(job.principal, batch=job.batch_id is not None)
+
+    @contextmanager
+    def _heartbeat(self, job: Job) -> Iterator[None]:
         beating = threading.Event()
 
         def beat() -> None:
@@ -137,17 +225,38 @@ class JobRunner:
                 self.store.heartbeat(job.id, self.worker_id)
 
         threading.Thread(target=beat, daemon=True).start()
+        try:
+            yield
+        finally:
+            beating.set()
+
+    def run(self, job: Job) -> str:
+        """The generation stage of a claimed job: "generated" when its deck was handed to
+        the store to wait for its write, else the state the job ended in."""
+        return self._stage(job, self._execute)
+
+    def write(self, job: Job) -> str:
+        """The write stage of a claimed generated deck, whose write slot is reserved in this
+        thread; the state the job ended in."""
+        try:
+            return self._stage(job, self._write)
+        finally:
+            if self.slides is not None:
+                self.slides.forget()
+
+    def _stage(self, job: Job, work: Callable[[Job], Outcome]) -> str:
         deck = None
         try:
-            deck, state, result, error = self._execute(job)
+            with self._heartbeat(job):
+                deck, state, result, error = work(job)
         except DeckgenError as exc:
             state, result, error = "failed", None, exc.to_dict()
         except Exception as exc:  # noqa: BLE001 - a job must end, whatever went wrong
             log.exception("job %s crashed", job.id)
             state, result = "failed", None
             error = {"code": "internal_error", "message": f"internal error: {exc}"}
-        finally:
-            beating.set()
+        if state in ("generated", "gone"):
+            return state
         progress = None
         if deck is not None:
             progress = {s.section: section_progress(s) for s in deck.sections}
@@ -155,6 +264,7 @@ class JobRunner:
         self.user_tokens.pop(job.id, None)
         if self.on_finish:
             self.on_finish(self.store.get_job(job.id), deck)
+        return state
 
     def _target(self, job: Job) -> Target:
         request = job.request
@@ -169,13 +279,16 @@ class JobRunner:
                             template_id=request.get("template_id"), title=request.get("title"),
                             keep_edits=bool(request.get("keep_edits")), user_token=user_token)
 
-    def _execute(self, job: Job) -> tuple[DeckContent | None, str, dict[str, Any] | None,
-                                          dict[str, Any] | None]:
+    def _prepare(self, job: Job) -> Prepared:
         request = job.request
         brief = self.generator.privacy.apply(parse_brief(request["brief"]), job.owner)
-        prepared = self.filler.prepare(FillRequest(brief, self._target(job),
-                                                   request.get("sections"),
-                                                   request.get("route", "auto")))
+        return self.filler.prepare(FillRequest(brief, self._target(job),
+                                               request.get("sections"),
+                                               request.get("route", "auto")))
+
+    def _execute(self, job: Job) -> Outcome:
+        request = job.request
+        prepared = self._prepare(job)
         progress = dict(job.progress)
         for name in prepared.skipped:
             progress[name] = {"section": name, "state": "skipped",
@@ -202,6 +315,24 @@ class JobRunner:
         if not any(s.content for s in deck.sections):
             return deck, "failed", None, {"code": "generation_failed",
                                           "message": "no section could be generated"}
+        target = prepared.request.target
+        if isinstance(target, SlidesTarget):
+            # the write waits in the store for a slot in its principal's quota
+            assert self.slides is not None
+            principal = self.slides.principal_of(target.user_token, job.owner)
+            handed = self.store.hand_off(job.id, self.worker_id, deck.to_dict(), principal)
+            return deck, "generated" if handed else "gone", None, None
+        return self._written(job, prepared, deck)
+
+    def _write(self, job: Job) -> Outcome:
+        assert job.deck is not None
+        prepared = self._prepare(job)
+        deck = DeckContent.from_dict(prepared.request.brief, job.deck)
+        if self.store.get_job(job.id).cancel_requested:
+            return deck, "cancelled", None, None
+        return self._written(job, prepared, deck)
+
+    def _written(self, job: Job, prepared: Prepared, deck: DeckContent) -> Outcome:
         filled = self.filler.write(prepared, deck, on_copied=lambda presentation_id:
                                    self.store.set_presentation(job.id, presentation_id))
         result: dict[str, Any] = outcome_view(filled)
@@ -223,6 +354,10 @@ def make_runner(container: Container,
                 on_finish: Callable[[Job, DeckContent | None], None] | None = None,
                 dispatch: Callable[[str], None] | None = None) -> JobRunner:
     config = container.config
+    if container.filler.slides is not None:
+        # Slides writes are counted where every replica and worker sees them
+        container.filler.slides.quota = quota_from_config(config, container.store)
     return JobRunner(container.store, container.filler, config.output_dir,
                      workers=config.workers, stale_after=config.job_stale_seconds,
+                     heartbeat_seconds=JOB_HEARTBEAT_SECONDS,
                      on_finish=on_finish, dispatch=dispatch)

@@ -1,5 +1,6 @@
 """Prometheus metrics for the service: HTTP requests and latency, per-section model time by
-route, tokens, retries, failovers, jobs by outcome and queue depth. Each app has its own
+route, tokens, retries, failovers, jobs by outcome, queue depth, and per lane the jobs
+waiting in each stage and the oldest wait, and Slides writes per principal. Each app has its own
 registry, so several apps (tests) never collide."""
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ class Metrics:
         self.jobs = Counter("deckgen_jobs_total", "Finished jobs and previews", ["state"],
                             registry=r)
         self.queue = Gauge("deckgen_queue_depth", "Queued jobs", registry=r)
+        self.lane_jobs = Gauge("deckgen_lane_jobs", "Jobs waiting or in flight, per lane and "
+                               "stage (queued, paused, generating, generated, writing)",
+                               ["lane", "stage"], registry=r)
+        self.lane_wait = Gauge("deckgen_lane_wait_seconds", "How long the oldest queued job "
+                               "of a lane has waited", ["lane"], registry=r)
+        self.slides_writes = Counter("deckgen_slides_writes_total", "Decks written to Google "
+                                     "Slides, per principal", ["principal"], registry=r)
 
     def request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, method, str(status)).inc()
@@ -55,6 +63,21 @@ class Metrics:
             if s.failovers:
                 self.failovers.labels(s.section).inc(len(s.failovers))
 
-    def render(self, queue_depth: int) -> bytes:
+    def slides_written(self, principal: str) -> None:
+        self.slides_writes.labels(principal).inc()
+
+    def observe_lanes(self, lanes: dict[str, dict[str, float]]) -> None:
+        """The store's lane stats (deckgen.scheduler.lane_stats) as gauges."""
+        for lane, stats in lanes.items():
+            for stage, value in stats.items():
+                if stage == "oldest_wait":
+                    self.lane_wait.labels(lane).set(value)
+                else:
+                    self.lane_jobs.labels(lane, stage).set(value)
+
+    def render(self, queue_depth: int,
+               lanes: dict[str, dict[str, float]] | None = None) -> bytes:
         self.queue.set(queue_depth)
+        if lanes is not None:
+            self.observe_lanes(lanes)
         return generate_latest(self.registry)

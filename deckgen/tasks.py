@@ -2,10 +2,13 @@
 (`DECKGEN_QUEUE_URL=redis://host:6379/0`), the durable store still the source of truth.
 
 The service sends a job's id to the broker; a worker claims that job in the store
-atomically and runs it with the same JobRunner code as the in-process pool. Tasks are
-acknowledged late and re-delivered if a worker dies; a redelivered or duplicated task finds
-the job finished or running and does nothing, so each job still ends exactly once. A job
-whose deck another job is writing is retried a little later (the per-deck lock).
+atomically and runs its stages with the same JobRunner code as the in-process pool:
+generation, then the Slides write once the principal's shared quota (in Redis) has a slot.
+When it has none the task is retried when it will (a countdown, holding no worker thread)
+while the generated deck waits in the store. Tasks are acknowledged late and re-delivered
+if a worker dies; a redelivered or duplicated task finds the job finished or held and does
+nothing, so each job still ends exactly once. A job whose deck another job is writing, or
+whose batch is paused, is retried a little later.
 
 Run workers with:  celery -A deckgen.tasks worker --pool threads --concurrency 4 -Q deckgen"""
 
@@ -21,6 +24,7 @@ from deckgen.config import Config
 
 TASK = "deckgen.run_job"
 QUEUE = "deckgen"
+RETRY_LATER = {"locked": 2.0, "paused": 10.0}  # seconds before a task tries its job again
 
 
 def make_celery(url: str) -> Celery:
@@ -62,7 +66,9 @@ def runner() -> Any:
 
 @app.task(name=TASK, bind=True, max_retries=None)
 def run_job(self: Any, job_id: str) -> str:
-    outcome = str(runner().run_one(job_id))
-    if outcome == "locked":
-        raise self.retry(countdown=2)
+    outcome = runner().run_one(job_id)
+    if isinstance(outcome, float):  # its write waits for a quota slot
+        raise self.retry(countdown=max(outcome, 0.2))
+    if outcome in RETRY_LATER:
+        raise self.retry(countdown=RETRY_LATER[outcome])
     return outcome

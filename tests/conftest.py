@@ -99,3 +99,52 @@ def local_url(config) -> Iterator[str]:
     url = server.start()
     yield url
     server.stop()
+
+
+# --- the service, as Flask's tutorial (flaskr) tests it: a fresh app and store per test ----
+
+@pytest.fixture
+def store(tmp_path):
+    """A fresh SQLite store in the test's folder (test modules that parametrise stores over
+    SQLite and PostgreSQL define their own `store`)."""
+    from deckgen.store import Store
+
+    store = Store(str(tmp_path / "deckgen.sqlite3"))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def app_env() -> dict[str, str]:
+    """Extra environment for the `app` fixture; override it with
+    `@pytest.mark.parametrize("app_env", [{...}])`."""
+    return {}
+
+
+@pytest.fixture
+def app(tmp_path, store, fake_router, app_env):
+    """The service on `store`, with the model behind the fake OpenAI server and no job
+    workers running (a test that needs them calls app.extensions["deckgen"]["runner"].start())."""
+    from deckgen.api import create_app
+
+    config = Config.from_env({"DECKGEN_OUTPUT_DIR": str(tmp_path / "decks"),
+                              "DECKGEN_WORKERS": "1", "DECKGEN_MAX_REQUEST_BYTES": "300000",
+                              **app_env})
+    app = create_app(config, store=store, router=fake_router, start_workers=False)
+    yield app
+    app.extensions["deckgen"]["runner"].stop()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def api_key(store) -> dict[str, str]:
+    """Headers that authenticate as a fresh API key named "crm"."""
+    from deckgen.auth import new_key
+
+    key, digest = new_key()
+    store.add_key("crm", digest)
+    return {"Authorization": f"Bearer {key}"}

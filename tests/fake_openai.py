@@ -19,6 +19,8 @@ from typing import Any
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
+
 
 def instance_of(schema: dict[str, Any], label: str = "x") -> Any:
     """The smallest value that satisfies the (deckgen-shaped) schema."""
@@ -26,7 +28,8 @@ def instance_of(schema: dict[str, Any], label: str = "x") -> Any:
     if kind == "object":
         return {k: instance_of(v, k) for k, v in schema.get("properties", {}).items()}
     if kind == "array":
-        return [instance_of(schema["items"], f"{label} {i + 1}")
+        # ordinal words, not digits: a figure the brief does not hold is a grounding claim
+        return [instance_of(schema["items"], f"{label} {_ORDINALS[i % len(_ORDINALS)]}")
                 for i in range(schema.get("minItems", 1))]
     text = f"{label} text"
     return text[: schema.get("maxLength", len(text))]

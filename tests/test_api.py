@@ -171,14 +171,20 @@ def test_credentials_are_checked(service, issuer):
 
 
 def test_a_caller_only_sees_its_own_jobs(service, issuer):
+    # another caller's job answers exactly like a missing one (404), so ids cannot be probed
     client, headers = service
     job = client.post("/v1/jobs", json={"brief": BRIEF, "output": "pptx"},
                       headers=headers).get_json()
     rep = {"Authorization": f"Bearer {issuer.token()}"}
     for method, path in (("get", f"/v1/jobs/{job['id']}"),
-                         ("post", f"/v1/jobs/{job['id']}/cancel")):
+                         ("post", f"/v1/jobs/{job['id']}/cancel"),
+                         ("get", f"/v1/jobs/{job['id']}/deck.pptx")):
         answer = getattr(client, method)(path, headers=rep)
-        assert answer.status_code == 403 and answer.get_json()["error"]["code"] == "forbidden"
+        assert answer.status_code == 404, answer.get_json()
+        assert answer.get_json()["error"] == {"code": "job_not_found",
+                                              "message": f"no job {job['id']}"}
+    mine = client.get(f"/v1/jobs/{job['id']}", headers=headers).get_json()
+    assert mine["state"] != "cancelled"  # the stranger's cancel did nothing
 
 
 def test_cancel_a_queued_job(tmp_path, fake_router, issuer):

@@ -1,11 +1,10 @@
 """Slides write pacing against the fake's per-minute write quota."""
 
-import time
-
 import pytest
 
 from deckgen.fill import SlidesAccess
 from deckgen.llm.limits import Pacer
+from deckgen.quotas import MemoryQuota, WriteLimits
 
 
 def test_a_steady_pace_never_puts_more_than_the_quota_in_a_minute():
@@ -39,8 +38,15 @@ def test_the_fake_answers_429_past_its_write_quota(google, service_account_file,
         writer.write(deck, sample_deck(specs))
     with pytest.raises(SlidesError, match="HTTP 429"):
         writer.write(decks[2], sample_deck(specs))
-    access = SlidesAccess(None, None, None, writes_per_minute=120)
-    start = time.monotonic()
+    now, slept = [0.0], []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        now[0] += seconds
+
+    access = SlidesAccess(None, None, None, quota=MemoryQuota(WriteLimits(2, 600),
+                                                              clock=lambda: now[0]),
+                          sleep=sleep)
     for _ in range(3):
         access.pace(None)
-    assert time.monotonic() - start >= 2 * 60 / 119 - 0.05  # steady, no burst
+    assert slept == [WriteLimits().window]  # the third write waits for the window to move

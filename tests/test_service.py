@@ -66,7 +66,7 @@ def test_a_batch_survives_sigkill_and_finishes_every_deck_once(google, fake_open
            "DECKGEN_SELF_HOSTED_URL": fake_openai.url, "DECKGEN_SELF_HOSTED_MODEL": "m",
            "GOOGLE_APPLICATION_CREDENTIALS": service_account_file,
            "DECKGEN_GOOGLE_API_ENDPOINT": google.url, "DECKGEN_DRIVE_API_ENDPOINT": google.url,
-           "DECKGEN_WORKERS": "2", "DECKGEN_JOB_STALE_SECONDS": "1",
+           "DECKGEN_WORKERS": "2", "DECKGEN_JOB_STALE_SECONDS": "10",
            "DECKGEN_OUTPUT_DIR": str(tmp_path / "decks"),
            "DECKGEN_SLIDES_WRITES_PER_MINUTE": "600"}
     headers = {"Authorization": f"Bearer {create_key(env)}"}

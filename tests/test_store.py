@@ -32,7 +32,7 @@ def store(request, tmp_path):
 
 
 def test_migrations_are_idempotent(store):
-    assert store.migrate() == store.migrate() == len(MIGRATIONS) == 5
+    assert store.migrate() == store.migrate() == len(MIGRATIONS) == 6
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path):

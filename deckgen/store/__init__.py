@@ -15,15 +15,24 @@ from deckgen.errors import StoreUnavailable
 from deckgen.store.batches import BatchTables, JobRequests
 from deckgen.store.database import InvalidValue, Tables, new_id, open_database
 from deckgen.store.generations import GenerationTables
-from deckgen.store.jobs import JSON_COLUMNS, STATES, Job, JobNotFound, JobTables
+from deckgen.store.jobs import (
+    JSON_COLUMNS,
+    LANES,
+    STAGES,
+    STATES,
+    Job,
+    JobNotFound,
+    LineTables,
+)
 from deckgen.store.keys import ApiKey, KeyNotFound, KeyTables
 from deckgen.store.migrations import MIGRATIONS, migrate
 
-__all__ = ["JSON_COLUMNS", "MIGRATIONS", "STATES", "ApiKey", "InvalidValue", "Job",
-           "JobNotFound", "JobRequests", "KeyNotFound", "Store", "StoreUnavailable", "new_id"]
+__all__ = ["JSON_COLUMNS", "LANES", "MIGRATIONS", "STAGES", "STATES", "ApiKey", "InvalidValue",
+           "Job", "JobNotFound", "JobRequests", "KeyNotFound", "Store", "StoreUnavailable",
+           "new_id"]
 
 
-class Store(JobTables, BatchTables, KeyTables, GenerationTables, Tables):
+class Store(LineTables, BatchTables, KeyTables, GenerationTables, Tables):
     """Thread-safe access to the database. `pool_size` / `pool_timeout` bound PostgreSQL's
     connection pool (default: DECKGEN_DATABASE_POOL_SIZE, 10, and
     DECKGEN_DATABASE_POOL_TIMEOUT, 5 s); SQLite keeps one connection per thread."""

@@ -70,7 +70,39 @@ class BatchTables(Tables):
         if unstorable(batch_id):
             return 0
         with self.tx(lock=True) as cur:
-            cur.execute("UPDATE jobs SET state = 'queued', error = NULL, worker = NULL, "
-                        "finished_at = NULL, updated_at = ? WHERE batch_id = ? "
+            cur.execute("UPDATE jobs SET state = 'queued', stage = NULL, error = NULL, "
+                        "worker = NULL, finished_at = NULL, updated_at = ? WHERE batch_id = ? "
                         "AND state = 'failed'", (time.time(), batch_id))
             return int(cur.rowcount)
+
+    def pause_batch(self, batch_id: str, paused: bool = True) -> list[str]:
+        """Pause a batch (its queued jobs wait; jobs already generating or writing finish)
+        or resume it. The ids of its queued jobs (a Celery service dispatches them again on
+        resume). Raises JobNotFound for an unknown batch."""
+        if unstorable(batch_id):
+            raise JobNotFound(f"no batch {batch_id!r}")
+        with self.tx(lock=True) as cur:
+            cur.execute("UPDATE batches SET paused = ? WHERE id = ?", (int(paused), batch_id))
+            if not cur.rowcount:
+                raise JobNotFound(f"no batch {batch_id}")
+            cur.execute("SELECT id FROM jobs WHERE batch_id = ? AND state = 'queued' "
+                        "ORDER BY created_at, id", (batch_id,))
+            return [r["id"] for r in cur.fetchall()]
+
+    def cancel_batch(self, batch_id: str) -> int:
+        """Cancel every job of a batch that has not ended: queued ones and decks waiting for
+        their write end now, running ones at their next step; how many were asked."""
+        if unstorable(batch_id):
+            raise JobNotFound(f"no batch {batch_id!r}")
+        now = time.time()
+        with self.tx(lock=True) as cur:
+            cur.execute("SELECT 1 FROM batches WHERE id = ?", (batch_id,))
+            if cur.fetchone() is None:
+                raise JobNotFound(f"no batch {batch_id}")
+            cur.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, deck = NULL, "
+                        "finished_at = ?, updated_at = ? WHERE batch_id = ? AND (state = 'queued' "
+                        "OR (state = 'running' AND stage = 'generated'))", (now, now, batch_id))
+            ended = int(cur.rowcount)
+            cur.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE batch_id = ? "
+                        "AND state = 'running'", (now, batch_id))
+            return ended + int(cur.rowcount)

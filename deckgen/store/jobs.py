@@ -1,11 +1,17 @@
 """Jobs: the queue every worker claims from. A job's state lives here, not in the worker that
 runs it, so a killed process loses nothing and its running jobs are picked up again once
-their heartbeat goes stale. A deck is written by one running job at a time."""
+their heartbeat goes stale. A deck is written by one running job at a time.
+
+A running job passes through two stages with a durable hand-off between them: `generate`
+(a worker holds it), `generated` (its DeckContent waits in the store for a Slides write
+slot, held by no worker) and `write` (a worker holds it). Claims follow the lanes:
+interactive jobs (no batch) before batch jobs, and batch work round-robin between owners."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +19,18 @@ from deckgen.errors import DeckgenError
 from deckgen.store.database import Cursor, Tables, new_id, unstorable
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
-JSON_COLUMNS = ("request", "progress", "result", "error")
+JSON_COLUMNS = ("request", "progress", "result", "error", "deck")
+STAGES = ("generate", "generated", "write")
+LANES = ("interactive", "batch")
+# the lane order and, within batch, the owner served longest ago first (round robin)
+LANE_ORDER = ("CASE WHEN j.batch_id IS NULL THEN 0 ELSE 1 END, COALESCE(f.served_at, 0), "
+              "j.created_at, j.id")
+CLAIMABLE = ("FROM jobs j LEFT JOIN batches b ON b.id = j.batch_id "
+             "LEFT JOIN fair_share f ON f.owner = j.owner AND j.batch_id IS NOT NULL "
+             "WHERE j.state = 'queued' AND COALESCE(b.paused, 0) = 0")
+# a deck is written by one job at a time: a job waits while another is in flight on it
+DECK_FREE = ("(j.presentation_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs r WHERE "
+             "r.state = 'running' AND r.presentation_id = j.presentation_id))")
 
 
 class JobNotFound(DeckgenError):
@@ -41,6 +58,14 @@ class Job:
     started_at: float | None
     finished_at: float | None
     heartbeat_at: float | None
+    stage: str | None = None  # while running: generate | generated | write
+    deck: dict[str, Any] | None = None  # the generated DeckContent awaiting its write
+    principal: str | None = None  # whose Slides write quota the write counts against
+    generated_at: float | None = None
+
+    @property
+    def lane(self) -> str:
+        return "batch" if self.batch_id else "interactive"
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -93,47 +118,132 @@ class JobTables(Tables):
         return Job.from_row(row)
 
     def claim_job(self, worker: str) -> Job | None:
-        """Take the oldest queued job whose deck no running job is writing (per-deck lock)."""
+        """Take the next job to generate, in lane order: interactive jobs first (oldest
+        first), then batch jobs of unpaused batches, round-robin between owners; never a
+        job whose deck another job has in flight (per-deck lock)."""
         now = time.time()
         with self.tx(lock=True) as cur:
-            cur.execute(
-                "SELECT j.id FROM jobs j WHERE j.state = 'queued' AND (j.presentation_id IS NULL "
-                "OR NOT EXISTS (SELECT 1 FROM jobs r WHERE r.state = 'running' AND "
-                "r.presentation_id = j.presentation_id)) ORDER BY j.created_at, j.id LIMIT 1")
+            cur.execute(f"SELECT j.id, j.owner, j.batch_id {CLAIMABLE} AND {DECK_FREE} "
+                        f"ORDER BY {LANE_ORDER} LIMIT 1")
             row = cur.fetchone()
             if row is None:
                 return None
-            cur.execute(
-                "UPDATE jobs SET state = 'running', worker = ?, attempts = attempts + 1, "
-                "started_at = ?, heartbeat_at = ?, updated_at = ? WHERE id = ? "
-                "AND state = 'queued'", (worker, now, now, now, row["id"]))
+            _start(cur, row["id"], worker, now)
+            if row["batch_id"]:
+                _served(cur, row["owner"], now)
         return self.get_job(row["id"])
 
     def claim_job_id(self, job_id: str, worker: str, stale_after: float) -> Job | str:
-        """Take one given job (the Celery path): the Job, or why not: "locked" when another
-        running job is writing its deck (try later), "gone" when it is not waiting to run
-        (finished, cancelled, or running with a live heartbeat)."""
+        """Take one given job to generate (the Celery path): the Job, or why not: "locked"
+        when another job has its deck in flight (try later), "paused" when its batch is
+        paused (try later), "generated" when its deck waits for its write (see
+        `claim_write_id`), "gone" when it is not waiting to run (finished, cancelled, or
+        held by a worker with a live heartbeat)."""
         if unstorable(job_id):
             return "gone"
         now = time.time()
         with self.tx(lock=True) as cur:
-            cur.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
+            cur.execute("SELECT j.*, COALESCE(b.paused, 0) AS paused FROM jobs j "
+                        "LEFT JOIN batches b ON b.id = j.batch_id WHERE j.id = ?", (job_id,))
             row = cur.fetchone()
             if row is None:
                 return "gone"
+            if row["state"] == "running" and row["stage"] in ("generated", "write"):
+                return "generated"
             stale = row["state"] == "running" and (row["heartbeat_at"] or 0) < now - stale_after
             if row["state"] != "queued" and not stale:
                 return "gone"
+            if row["paused"] and row["state"] == "queued":
+                return "paused"
             if row["presentation_id"]:
                 cur.execute("SELECT 1 FROM jobs WHERE state = 'running' AND presentation_id = ? "
                             "AND id <> ?", (row["presentation_id"], job_id))
                 if cur.fetchone():
                     return "locked"
-            cur.execute(
-                "UPDATE jobs SET state = 'running', worker = ?, attempts = attempts + 1, "
-                "started_at = ?, heartbeat_at = ?, updated_at = ? WHERE id = ?",
-                (worker, now, now, now, job_id))
+            _start(cur, job_id, worker, now)
+            if row["batch_id"]:
+                _served(cur, row["owner"], now)
         return self.get_job(job_id)
+
+    def hand_off(self, job_id: str, worker: str, deck: dict[str, Any],
+                 principal: str) -> bool:
+        """The generation stage is over: the deck waits in the store for its write, held by
+        no worker. False if the job is no longer this worker's."""
+        now = time.time()
+        with self.tx() as cur:
+            cur.execute("UPDATE jobs SET stage = 'generated', deck = ?, principal = ?, "
+                        "generated_at = ?, worker = NULL, heartbeat_at = NULL, updated_at = ? "
+                        "WHERE id = ? AND worker = ? AND state = 'running' "
+                        "AND stage = 'generate'",
+                        (json.dumps(deck), principal, now, now, job_id, worker))
+            return bool(cur.rowcount)
+
+    def claim_write(self, worker: str, skip_principals: Collection[str] = (),
+                    skip_batch_principals: Collection[str] = (),
+                    writable: Collection[str] | None = None,
+                    orphaned_before: float | None = None) -> Job | None:
+        """Take the next generated deck to write: interactive before batch, then in the
+        order they were generated; never one of `skip_principals`, nor a batch deck of
+        `skip_batch_principals` (their quota said "wait"). `writable`, when given, limits
+        the claim to decks written as the service account and these job ids (the ones this
+        process holds a person's token for), plus any generated before `orphaned_before`
+        (whose token holder is gone: the write then fails with a clear message)."""
+        now = time.time()
+        where, args = "j.state = 'running' AND j.stage = 'generated'", list[Any]()
+        if skip_principals:
+            where += f" AND j.principal NOT IN ({', '.join('?' * len(skip_principals))})"
+            args += list(skip_principals)
+        if skip_batch_principals:
+            where += (" AND NOT (j.batch_id IS NOT NULL AND j.principal IN "
+                      f"({', '.join('?' * len(skip_batch_principals))}))")
+            args += list(skip_batch_principals)
+        if writable is not None:
+            ids = list(writable)
+            where += " AND (j.owner NOT LIKE ? OR j.generated_at < ?"
+            args += ["google:%", orphaned_before if orphaned_before is not None else 0.0]
+            where += f" OR j.id IN ({', '.join('?' * len(ids))}))" if ids else ")"
+            args += ids
+        with self.tx(lock=True) as cur:
+            cur.execute(f"SELECT j.id FROM jobs j WHERE {where} ORDER BY "
+                        "CASE WHEN j.batch_id IS NULL THEN 0 ELSE 1 END, j.generated_at, j.id "
+                        "LIMIT 1", tuple(args))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            cur.execute("UPDATE jobs SET stage = 'write', worker = ?, heartbeat_at = ?, "
+                        "updated_at = ? WHERE id = ? AND stage = 'generated'",
+                        (worker, now, now, row["id"]))
+        return self.get_job(row["id"])
+
+    def claim_write_id(self, job_id: str, worker: str, stale_after: float) -> Job | None:
+        """Take one given generated deck to write (the Celery path), or None when it is not
+        waiting for its write (written, cancelled, or being written with a live heartbeat)."""
+        if unstorable(job_id):
+            return None
+        now = time.time()
+        with self.tx(lock=True) as cur:
+            cur.execute("UPDATE jobs SET stage = 'write', worker = ?, heartbeat_at = ?, "
+                        "updated_at = ? WHERE id = ? AND state = 'running' AND "
+                        "(stage = 'generated' OR (stage = 'write' AND heartbeat_at < ?))",
+                        (worker, now, now, job_id, now - stale_after))
+            claimed = bool(cur.rowcount)
+        return self.get_job(job_id) if claimed else None
+
+    def release_write(self, job_id: str, worker: str) -> bool:
+        """Put a claimed deck back to wait for its write (its quota said "not yet")."""
+        with self.tx() as cur:
+            cur.execute("UPDATE jobs SET stage = 'generated', worker = NULL, heartbeat_at = NULL, "
+                        "updated_at = ? WHERE id = ? AND worker = ? AND state = 'running' "
+                        "AND stage = 'write'", (time.time(), job_id, worker))
+            return bool(cur.rowcount)
+
+    def generated_ids(self) -> list[str]:
+        """Decks waiting for their write, oldest first (a Celery service dispatches them
+        again at start)."""
+        with self.tx(readonly=True) as cur:
+            cur.execute("SELECT id FROM jobs WHERE state = 'running' AND stage = 'generated' "
+                        "ORDER BY generated_at")
+            return [r["id"] for r in cur.fetchall()]
 
     def queued_ids(self) -> list[str]:
         with self.tx(readonly=True) as cur:
@@ -172,7 +282,8 @@ class JobTables(Tables):
             return False
         now = time.time()
         with self.tx() as cur:
-            sets = "state = ?, result = ?, error = ?, finished_at = ?, updated_at = ?"
+            sets = ("state = ?, result = ?, error = ?, finished_at = ?, updated_at = ?, "
+                    "deck = NULL")
             args: list[Any] = [state, json.dumps(result) if result else None,
                                json.dumps(error) if error else None, now, now]
             if progress is not None:
@@ -190,23 +301,159 @@ class JobTables(Tables):
             cur.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, "
                         "finished_at = ?, updated_at = ? WHERE id = ? AND state = 'queued'",
                         (now, now, job_id))
+            # a deck waiting for its write is held by no worker: it ends here
+            cur.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, deck = NULL, "
+                        "finished_at = ?, updated_at = ? WHERE id = ? AND state = 'running' "
+                        "AND stage = 'generated'", (now, now, job_id))
             cur.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ? "
                         "AND state = 'running'", (now, job_id))
         return self.get_job(job_id)
 
     def requeue_stale(self, stale_after: float) -> list[str]:
-        """Jobs left `running` by a worker that stopped heart-beating go back to the queue."""
+        """Jobs left by a worker that stopped heart-beating: one it was generating goes back
+        to the queue; one it was writing goes back to wait for its write (its deck is kept,
+        and writing a deck again is idempotent). Their ids."""
         cutoff = time.time() - stale_after
         with self.tx(lock=True) as cur:
-            cur.execute("SELECT id FROM jobs WHERE state = 'running' AND heartbeat_at < ?",
-                        (cutoff,))
-            ids = [r["id"] for r in cur.fetchall()]
-            for job_id in ids:
-                cur.execute("UPDATE jobs SET state = 'queued', worker = NULL, updated_at = ? "
-                            "WHERE id = ? AND state = 'running'", (time.time(), job_id))
-        return ids
+            cur.execute("SELECT id, stage FROM jobs WHERE state = 'running' AND heartbeat_at < ? "
+                        "AND (stage IS NULL OR stage <> 'generated')", (cutoff,))
+            rows = cur.fetchall()
+            for row in rows:
+                if row["stage"] == "write":
+                    cur.execute("UPDATE jobs SET stage = 'generated', worker = NULL, "
+                                "heartbeat_at = NULL, updated_at = ? WHERE id = ? "
+                                "AND state = 'running'", (time.time(), row["id"]))
+                else:
+                    cur.execute("UPDATE jobs SET state = 'queued', stage = NULL, worker = NULL, "
+                                "updated_at = ? WHERE id = ? AND state = 'running'",
+                                (time.time(), row["id"]))
+        return [r["id"] for r in rows]
 
     def queue_depth(self) -> int:
         with self.tx(readonly=True) as cur:
             cur.execute("SELECT COUNT(*) AS n FROM jobs WHERE state = 'queued'")
             return int(cur.fetchone()["n"])
+
+
+def _start(cur: Cursor, job_id: str, worker: str, now: float) -> None:
+    cur.execute("UPDATE jobs SET state = 'running', stage = 'generate', worker = ?, "
+                "attempts = attempts + 1, started_at = ?, heartbeat_at = ?, updated_at = ? "
+                "WHERE id = ?", (worker, now, now, now, job_id))
+
+
+def _served(cur: Cursor, owner: str, now: float) -> None:
+    """Record an owner's turn in the batch lane (round robin)."""
+    cur.execute("INSERT INTO fair_share (owner, served_at) VALUES (?, ?) ON CONFLICT (owner) "
+                "DO UPDATE SET served_at = excluded.served_at", (owner, now))
+
+
+LANE = "CASE WHEN batch_id IS NULL THEN 'interactive' ELSE 'batch' END"
+
+
+class LineTables(JobTables):
+    """What the scheduler reports: lanes' depths and a job's place in line."""
+
+    def lane_stats(self, now: float | None = None) -> dict[str, dict[str, float]]:
+        """Per lane: `queued` (waiting to generate, paused batches included), `paused`,
+        `generating`, `generated` (waiting for a write slot), `writing`, and `oldest_wait`
+        (seconds the oldest queued job has waited)."""
+        now = time.time() if now is None else now
+        stats = {lane: dict.fromkeys(("queued", "paused", "generating", "generated", "writing",
+                                      "oldest_wait"), 0.0) for lane in LANES}
+        with self.tx(readonly=True) as cur:
+            cur.execute(f"SELECT {LANE.replace('batch_id', 'j.batch_id')} AS lane, j.state, "
+                        "j.stage, COALESCE(b.paused, 0) AS paused, COUNT(*) AS n, "
+                        "MIN(j.created_at) AS oldest FROM jobs j "
+                        "LEFT JOIN batches b ON b.id = j.batch_id "
+                        "WHERE j.state IN ('queued', 'running') "
+                        "GROUP BY 1, j.state, j.stage, COALESCE(b.paused, 0)")
+            for row in cur.fetchall():
+                lane = stats[row["lane"]]
+                if row["state"] == "queued":
+                    lane["queued"] += row["n"]
+                    if row["paused"]:
+                        lane["paused"] += row["n"]
+                    else:
+                        lane["oldest_wait"] = max(lane["oldest_wait"], now - row["oldest"])
+                else:
+                    key = {"generated": "generated", "write": "writing"}.get(row["stage"] or "",
+                                                                             "generating")
+                    lane[key] += row["n"]
+        return stats
+
+    def line_position(self, job_id: str) -> dict[str, Any]:
+        """Where a job stands: its lane, state and stage, and `ahead`: how many jobs go
+        before it in its stage (to generate: the claim order, round robin between batch
+        owners; to write: decks of the same principal generated before it); None when it
+        waits on a paused batch or is not waiting."""
+        job = self.get_job(job_id)
+        view: dict[str, Any] = {"lane": job.lane, "state": job.state, "stage": job.stage,
+                                "principal": job.principal, "ahead": None, "paused": False}
+        with self.tx(readonly=True) as cur:
+            if job.state == "queued":
+                # every queued interactive job goes before a batch job; before an
+                # interactive one, those queued earlier
+                cur.execute("SELECT COUNT(*) AS n FROM jobs WHERE state = 'queued' AND "
+                            "batch_id IS NULL AND (? = 'batch' OR created_at < ? OR "
+                            "(created_at = ? AND id < ?))",
+                            (job.lane, job.created_at, job.created_at, job.id))
+                interactive = int(cur.fetchone()["n"])
+                if job.batch_id is None:
+                    view["ahead"] = interactive
+                    return view
+                cur.execute("SELECT paused FROM batches WHERE id = ?", (job.batch_id,))
+                row = cur.fetchone()
+                if row and row["paused"]:
+                    view["paused"] = True
+                    return view
+                view["ahead"] = interactive + _batch_ahead(cur, job)
+            elif job.state == "running" and job.stage == "generated":
+                view["ahead"] = _write_ahead(cur, job)
+            elif job.state == "running":
+                view["ahead"] = 0
+        return view
+
+    def recent_finished(self, since: float) -> list[dict[str, Any]]:
+        """Jobs finished since `since` (done or failed): lane, created, started, generated,
+        finished times, for measuring rates."""
+        with self.tx(readonly=True) as cur:
+            cur.execute(f"SELECT {LANE} AS lane, created_at, started_at, generated_at, "
+                        "finished_at, state FROM jobs WHERE finished_at >= ? "
+                        "AND state IN ('done', 'failed') ORDER BY finished_at", (since,))
+            return cur.fetchall()
+
+
+def _batch_ahead(cur: Cursor, job: Job) -> int:
+    """Queued batch jobs claimed before `job` under round robin: its owner's older ones,
+    and from each other owner as many (one more when that owner's turn comes first)."""
+    cur.execute("SELECT j.owner, COUNT(*) AS n, COALESCE(MAX(f.served_at), 0) AS served, "
+                "MIN(j.created_at) AS head, "
+                "SUM(CASE WHEN j.created_at < ? OR (j.created_at = ? AND j.id < ?) "
+                "THEN 1 ELSE 0 END) AS older "
+                "FROM jobs j LEFT JOIN batches b ON b.id = j.batch_id "
+                "LEFT JOIN fair_share f ON f.owner = j.owner "
+                "WHERE j.state = 'queued' AND j.batch_id IS NOT NULL "
+                "AND COALESCE(b.paused, 0) = 0 GROUP BY j.owner",
+                (job.created_at, job.created_at, job.id))
+    rows = cur.fetchall()
+    mine = next((r for r in rows if r["owner"] == job.owner), None)
+    if mine is None:
+        return 0
+    turns = int(mine["older"])
+    ahead = turns
+    for row in rows:
+        if row["owner"] != job.owner:
+            # the owner served longest ago goes first; on a tie, the older head job
+            first = 1 if (row["served"], row["head"]) < (mine["served"], mine["head"]) else 0
+            ahead += min(int(row["n"]), turns + first)
+    return ahead
+
+
+def _write_ahead(cur: Cursor, job: Job) -> int:
+    cur.execute("SELECT COUNT(*) AS n FROM jobs WHERE state = 'running' AND stage = 'generated' "
+                "AND principal = ? AND id <> ? AND ("
+                "(batch_id IS NULL AND ? = 'batch') OR "
+                f"({LANE} = ? AND (generated_at < ? OR (generated_at = ? AND id < ?))))",
+                (job.principal, job.id, job.lane, job.lane, job.generated_at,
+                 job.generated_at, job.id))
+    return int(cur.fetchone()["n"])

@@ -91,6 +91,32 @@ MIGRATIONS = [
     CREATE UNIQUE INDEX batches_idempotency ON batches (owner, idempotency_key)
         WHERE idempotency_key IS NOT NULL
     """,
+    # 6: two stages and lanes. A running job's `stage`: generate (a worker holds it),
+    # generated (its deck waits in `deck` for a write slot, held by no worker), write (a
+    # worker holds it). `principal`: who its Slides write counts against. A batch can be
+    # paused; `fair_share` records when each owner's batch work was last served (round
+    # robin); `quota_events` / `quota_holds` count Slides writes for every process
+    """
+    ALTER TABLE jobs ADD COLUMN stage TEXT;
+    ALTER TABLE jobs ADD COLUMN deck TEXT;
+    ALTER TABLE jobs ADD COLUMN principal TEXT;
+    ALTER TABLE jobs ADD COLUMN generated_at DOUBLE PRECISION;
+    CREATE INDEX jobs_stage ON jobs (state, stage, principal);
+    ALTER TABLE batches ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE fair_share (
+        owner TEXT PRIMARY KEY,
+        served_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE quota_events (
+        scope TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX quota_events_scope ON quota_events (scope, at);
+    CREATE TABLE quota_holds (
+        scope TEXT PRIMARY KEY,
+        until DOUBLE PRECISION NOT NULL
+    )
+    """,
 ]
 
 
