@@ -166,7 +166,9 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
         start = clock()
         try:
             return gen.router.complete(
-                name, redactor.messages(fit.messages) if redactor else fit.messages,
+                # from the brief's turn on: the examples before it are other clients'
+                name, redactor.messages(fit.messages, result.prompt_base_turns - 1)
+                if redactor else fit.messages,
                 section=spec.name, schema=schema, max_tokens=spec.max_completion_tokens,
                 temperature=gen.temperature, prompt_tokens=fit.prompt_tokens, stats=stats)
         finally:

@@ -123,5 +123,10 @@ class Redactor:
             return {k: self.restore(v) for k, v in value.items()}
         return value
 
-    def messages(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
-        return [{**m, "content": self.redact(m["content"])} for m in messages]
+    def messages(self, messages: list[dict[str, str]], start: int = 0
+                 ) -> list[dict[str, str]]:
+        """The messages with this brief's confidential values replaced, from message `start`
+        on: the instructions and the few-shot examples before it (other clients' solved
+        cases) hold none of them and are sent as they are."""
+        return messages[:start] + [{**m, "content": self.redact(m["content"])}
+                                   for m in messages[start:]]

@@ -141,6 +141,12 @@ def test_redaction_sends_placeholders_and_restores_the_answer(specs, cases, rend
     assert result.content["people"][0]["name"] == "Ingrid Solberg"
     assert result.content["people"][1]["name"] == "[NAME_99]"  # unknown: left as is
     assert leaks(outside) == [] and len(outside.requests) == 1
+    # the few-shot examples are other clients' cases: sent as written, not "redacted"
+    sent = outside.requests[0]["messages"]
+    unredacted = renderer.render_prompt(specs["stakeholders"], parse_brief(SECRET),
+                                        [c for c in cases if c.id in result.examples_used])
+    assert sent[:-1] == unredacted[:-1]
+    assert "[ORG_" in sent[-1]["content"] and "[ORG_" not in json.dumps(sent[:-1])
 
 
 def test_redactor_is_stable_and_reversible():
