@@ -224,6 +224,7 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, config: Config) -> int:
+    from deckgen.container import guard_options
     from deckgen.deck import Generator
     from deckgen.evaluation import Variant, evaluate, summary_table, write_report
     from deckgen.examples import load_cases
@@ -247,9 +248,11 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
         own = (variant.prompts_dir / "sections.yaml").is_file()
         variant_specs = load_specs(variant.prompts_dir if own else config.prompts_dir)
         overlay = None if variant.prompts_dir == config.prompts_dir else variant.prompts_dir
-        return Generator(variant_specs, load_cases(examples, variant_specs),
+        variant_cases = load_cases(examples, variant_specs)
+        return Generator(variant_specs, variant_cases,
                          PromptRenderer(config.prompts_dir, overlay), router,
-                         temperature=config.temperature, privacy=config.privacy)
+                         temperature=config.temperature, privacy=config.privacy,
+                         **guard_options(config, variant_cases))
 
     judge = None
     try:

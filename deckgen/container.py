@@ -8,11 +8,11 @@ router (a fake model server) the same way."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from deckgen.config import Config
 from deckgen.deck import Generator
-from deckgen.examples import load_cases
+from deckgen.examples import Case, load_cases
 from deckgen.fill import Filler, SlidesAccess
 from deckgen.grounding import Grounding
 from deckgen.llm.router import Router
@@ -28,10 +28,16 @@ def make_generator(config: Config, router: Router) -> Generator:
     cases = load_cases(config.examples_dir, specs)
     return Generator(specs, cases, PromptRenderer(config.prompts_dir), router,
                      temperature=config.temperature, privacy=config.privacy,
-                     grounding=Grounding.from_cases(cases) if config.grounding else None,
-                     no_ground_repair=frozenset() if config.local_ground_repair
-                     else frozenset({"local"}),
-                     layouts={"local": config.local_layout})
+                     **guard_options(config, cases))
+
+
+def guard_options(config: Config, cases: list[Case]) -> dict[str, Any]:
+    """The grounding guard and the per-route prompt policy, as configured (the service and
+    `deckgen eval` build their generators with the same)."""
+    return {"grounding": Grounding.from_cases(cases) if config.grounding else None,
+            "no_ground_repair": frozenset() if config.local_ground_repair
+            else frozenset({"local"}),
+            "layouts": {"local": config.local_layout}}
 
 
 def make_slides(config: Config) -> SlidesAccess:

@@ -26,12 +26,14 @@ from typing import Any
 from deckgen import __version__
 from deckgen.deck import Generator, SectionResult, generate_deck
 from deckgen.examples import Case
+from deckgen.grounding import Grounding
 from deckgen.judge import CRITERIA, Judge
 from deckgen.sections import SectionSpec
 
 _ENTITY = re.compile(r"\d[\d,.]*%?|\b[A-Z][A-Za-z&'-]{1,}\b")
-METRICS = ("valid", "repaired", "fits", "ungrounded_rate", "rouge_l", "seconds",
-           "prompt_tokens", "completion_tokens")
+METRICS = ("valid", "repaired", "fits", "ungrounded_rate", "leaked", "guard_repaired",
+           "guard_dropped", "guard_flagged", "rouge_l", "seconds", "prompt_tokens",
+           "completion_tokens")
 JUDGE_METRICS = tuple(f"judge_{c}" for c in CRITERIA)
 
 
@@ -84,6 +86,18 @@ def section_metrics(spec: SectionSpec, result: SectionResult, case: Case,
             "rouge_l": scorer.score(ref_text, text)["rougeL"].fmeasure}
 
 
+def guard_metrics(index: Grounding, spec: SectionSpec, result: SectionResult,
+                  case: Case) -> dict[str, float]:
+    """What reached the slide from other clients' cases (`leaked`: must be 0 with the guard
+    on), and what the guard did to the section."""
+    action = (result.grounding or {}).get("action")
+    row = {f"guard_{a}": float(action == a) for a in ("repaired", "dropped", "flagged")}
+    if result.content is None:
+        return {**row, "leaked": 0.0}
+    claims = index.check(result.content, case.brief, spec, exclude_case=case.id)
+    return {**row, "leaked": float(sum(c.reason.startswith("from another") for c in claims))}
+
+
 def evaluate(cases: list[Case], variants: list[Variant],
              generator_for: Callable[[Variant], Generator], sections: list[str] | None = None,
              progress: Callable[[str], None] | None = None,
@@ -101,6 +115,7 @@ def evaluate(cases: list[Case], variants: list[Variant],
     total, done = len(cases) * len(variants), 0
     for variant in variants:
         gen = generator_for(variant)
+        leak_index = gen.grounding or Grounding.from_cases(gen.cases)
         specs = [s for s in gen.specs.values() if not sections or s.name in sections]
         prompts[variant.name] = prompts_digest(variant.prompts_dir)
         for case in cases:
@@ -109,6 +124,7 @@ def evaluate(cases: list[Case], variants: list[Variant],
                 assert case.id not in result.examples_used  # leave-one-out holds
                 system = result.prompt_messages[0]["content"] if result.prompt_messages else ""
                 metrics: dict[str, Any] = section_metrics(spec, result, case, system, scorer)
+                metrics.update(guard_metrics(leak_index, spec, result, case))
                 price = (prices or {}).get(result.model)
                 if price:
                     metrics["cost_usd"] = (result.prompt_tokens * price[0] +
@@ -178,7 +194,11 @@ def code_version() -> str:
 
 
 LABELS = {"valid": "schema valid", "repaired": "repaired", "fits": "fits the slide",
-          "ungrounded_rate": "ungrounded names/numbers", "rouge_l": "ROUGE-L vs reference",
+          "ungrounded_rate": "ungrounded names/numbers",
+          "leaked": "names/figures from other clients' cases on the slide (must be 0)",
+          "guard_repaired": "share repaired by the guard", "guard_dropped": "share with "
+          "items dropped by the guard", "guard_flagged": "share flagged (claims marked)",
+          "rouge_l": "ROUGE-L vs reference",
           "seconds": "seconds", "prompt_tokens": "prompt tokens",
           "completion_tokens": "completion tokens",
           "cost_usd": "cost, US$ (priced models)",

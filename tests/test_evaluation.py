@@ -55,7 +55,8 @@ def test_eval_compares_two_prompt_variants_leave_one_out(config, cases, fake_ope
                          ensure_ascii=False)
         assert own not in answers
     html = (tmp_path / "report" / "report.html").read_text()
-    assert html.count("<img") == 8
+    assert html.count("<img") == 12  # one chart per metric, the guard's four included
+    assert "names/figures from other clients" in html  # the leaked column
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "| metric (overall) | self-hosted:prompts | self-hosted:plain |" in markdown
     assert "| metric (overall)" in run.stdout
@@ -122,4 +123,4 @@ def test_an_llm_judge_scores_each_section_and_is_labelled(cases, fake_openai, tm
         expected = (row["prompt_tokens"] * 2.5 + row["completion_tokens"] * 10) / 1e6
         assert row["cost_usd"] == pytest.approx(expected) and expected > 0
     assert "cost, US$ (priced models)" in markdown
-    assert (tmp_path / "report" / "report.html").read_text().count("<img") == 12
+    assert (tmp_path / "report" / "report.html").read_text().count("<img") == 16

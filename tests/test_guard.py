@@ -186,3 +186,23 @@ def test_an_obeying_model_never_puts_injected_text_on_a_slide(guarded, fake_open
         else:
             assert s.grounding["action"] in ("repaired", "dropped", "flagged")
     assert filled.status != "ok"
+
+
+def test_eval_counts_what_leaked_onto_the_slide(specs, cases, foreign):
+    from deckgen.content import SectionResult
+    from deckgen.evaluation import guard_metrics
+
+    person, company = foreign
+    spec = specs["current_state"]
+    case = next(c for c in cases if person not in json.dumps(c.brief.to_dict()))
+    leaked = SectionResult(spec.name, spec.label, content={
+        "title": "Where the gates stand", "bullets": [f"{person} of {company} said so",
+                                                      "Gates are slow", "Sheets are kept"]},
+        grounding={"action": "flagged", "claims": []})
+    clean = SectionResult(spec.name, spec.label, content={
+        "title": "Where the gates stand", "bullets": ["Gates are slow", "Sheets are kept",
+                                                      "Calls are made"]})
+    index = Grounding.from_cases(cases)
+    assert guard_metrics(index, spec, leaked, case)["leaked"] >= 2
+    assert guard_metrics(index, spec, leaked, case)["guard_flagged"] == 1.0
+    assert guard_metrics(index, spec, clean, case)["leaked"] == 0.0
