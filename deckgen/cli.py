@@ -224,7 +224,7 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, config: Config) -> int:
-    from deckgen.container import guard_options
+    from deckgen.container import route_options
     from deckgen.deck import Generator
     from deckgen.evaluation import Variant, evaluate, summary_table, write_report
     from deckgen.examples import load_cases
@@ -252,7 +252,7 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
         return Generator(variant_specs, variant_cases,
                          PromptRenderer(config.prompts_dir, overlay), router,
                          temperature=config.temperature, privacy=config.privacy,
-                         **guard_options(config, variant_cases))
+                         **route_options(config, variant_cases))
 
     judge = None
     try:

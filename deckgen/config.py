@@ -185,6 +185,9 @@ class Config:
     # and whether it gets the grounding repair turn (off: measured to fix nothing on it)
     local_layout: str = "shared"
     local_ground_repair: bool = False
+    # whole solved cases shown to the embedded model in the shared layout (with none,
+    # SmolLM2-135M wrote no usable slide; with one it copies some facts, which the guard cuts)
+    local_examples: int = 1
     # self-hosted: a fine-tuned model behind vLLM
     self_hosted_url: str | None = None
     self_hosted_model: str | None = None
@@ -251,6 +254,7 @@ class Config:
             local_threads=_int(env, "DECKGEN_LOCAL_THREADS", os.cpu_count() or 2),
             local_layout=_choice(env, "DECKGEN_LOCAL_LAYOUT", ("shared", "turns"), "shared"),
             local_ground_repair=_flag(env, "DECKGEN_LOCAL_GROUNDING_REPAIR", False),
+            local_examples=_int(env, "DECKGEN_LOCAL_EXAMPLES", 1, minimum=0),
             self_hosted_url=env.get("DECKGEN_SELF_HOSTED_URL") or None,
             self_hosted_model=env.get("DECKGEN_SELF_HOSTED_MODEL") or None,
             self_hosted_api_key=env.get("DECKGEN_SELF_HOSTED_API_KEY") or None,

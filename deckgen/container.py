@@ -28,16 +28,17 @@ def make_generator(config: Config, router: Router) -> Generator:
     cases = load_cases(config.examples_dir, specs)
     return Generator(specs, cases, PromptRenderer(config.prompts_dir), router,
                      temperature=config.temperature, privacy=config.privacy,
-                     **guard_options(config, cases))
+                     **route_options(config, cases))
 
 
-def guard_options(config: Config, cases: list[Case]) -> dict[str, Any]:
+def route_options(config: Config, cases: list[Case]) -> dict[str, Any]:
     """The grounding guard and the per-route prompt policy, as configured (the service and
     `deckgen eval` build their generators with the same)."""
     return {"grounding": Grounding.from_cases(cases) if config.grounding else None,
             "no_ground_repair": frozenset() if config.local_ground_repair
             else frozenset({"local"}),
-            "layouts": {"local": config.local_layout}}
+            "layouts": {"local": config.local_layout},
+            "shared_examples": config.local_examples}
 
 
 def make_slides(config: Config) -> SlidesAccess:

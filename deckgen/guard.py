@@ -4,8 +4,9 @@ After a section's answer is parsed (and before it is fitted and written), its cl
 checked against the brief (deckgen.grounding). Unsupported ones get one repair turn that
 names them; what remains is removed by dropping the items that hold it while the section
 keeps its minimum; otherwise the section is written with the claims visibly marked and its
-status `ungrounded`. Text lifted from instruction-like passages of the brief (prompt
-injection) is never written, not even marked: it is cut out. Every step is recorded in the
+status `ungrounded`. Another client's names and figures, and text lifted from
+instruction-like passages of the brief (prompt injection), are never written, not even
+marked: each is replaced by a visible `[removed]`. Every step is recorded in the
 section's `grounding` report, naming the claims, so no door writes a flagged deck silently."""
 
 from __future__ import annotations
@@ -15,18 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from deckgen.brief import Brief
-from deckgen.errors import OutputError
 from deckgen.grounding import Claim, Grounding, drop_items, mark_claims
 from deckgen.sections import SectionSpec
 
 Content = dict[str, Any]
 
-
-class GroundingError(OutputError):
-    """A section kept unsupported text that may not be written (another client's facts,
-    injected instructions) even after its repair turn, and too little was left without it."""
-
-    code = "ungrounded_output"
 
 # asks the model once more, naming the claims; the new valid content, or None
 AskAgain = Callable[[list[Claim]], Content | None]
@@ -36,12 +30,16 @@ def claim_view(claim: Claim) -> dict[str, Any]:
     return {"text": claim.text, "kind": claim.kind, "item": claim.item, "reason": claim.reason}
 
 
+REMOVED = "[removed]"
+
+
 def _cut(value: Any, words: list[str]) -> Any:
-    """`value` with every word in `words` removed (whole words, any case)."""
+    """`value` with every word in `words` replaced by a visible REMOVED marker (whole words,
+    any case), so the slide shows that something was taken out, never what."""
     if isinstance(value, str):
-        for word in words:
-            value = re.sub(rf"(?i)\b{re.escape(word)}\b", "", value)
-        return re.sub(r"\s{2,}", " ", value).strip(" ,;:-")
+        for word in sorted(words, key=len, reverse=True):
+            value = re.sub(rf"(?i)(?<![\w\[]){re.escape(word)}(?![\w\]])", REMOVED, value)
+        return re.sub(rf"(?:{re.escape(REMOVED)}[\s,;:]*)+", REMOVED + " ", value).strip()
     if isinstance(value, list):
         return [_cut(v, words) for v in value]
     if isinstance(value, dict):
@@ -82,28 +80,25 @@ def guard(grounding: Grounding, spec: SectionSpec, brief: Brief, content: Conten
     # What is merely unsupported stays, marked, for the rep to check.
     cut = [c for c in claims if c.kind == "injection" or c.reason.startswith("from another")]
     if cut:
-        kept = _without_empty(_cut(content, [c.text for c in cut]), spec)
+        content = _drop_hollow(_cut(content, [c.text for c in cut]), spec)
         report["removed"] = [claim_view(c) for c in cut]
-        if kept is None:
-            raise GroundingError(
-                f"the {spec.name} section could not be written without text the brief does "
-                f"not support: {', '.join(repr(c.text) for c in cut)}",
-                details={"grounding": report})
-        content = kept
     marked = mark_claims(content, [c for c in claims if c not in cut])
     return marked, report, True
 
 
-def _without_empty(content: Content, spec: SectionSpec) -> Content | None:
-    """Items with no words left are dropped; None when the title or the minimum is gone."""
-    def words(value: Any) -> bool:
+def _drop_hollow(content: Content, spec: SectionSpec) -> Content:
+    """Items left with nothing but REMOVED markers are dropped while the section keeps its
+    minimum; the rest stay, markers and all, for the rep to see."""
+    def hollow(value: Any) -> bool:
         if isinstance(value, dict):
-            return all(words(v) for v in value.values())
-        return bool(re.search(r"\w{2,}", str(value)))
+            return any(hollow(v) for v in value.values())
+        return not re.search(r"\w{2,}", str(value).replace(REMOVED, ""))
 
-    items = [i for i in content.get(spec.list_key, []) if words(i)]
-    if len(items) < spec.min_items or not words(content.get("title", "")):
-        return None
+    items = list(content.get(spec.list_key, []))
+    for item in [i for i in items if hollow(i)]:
+        if len(items) <= spec.min_items:
+            break
+        items.remove(item)
     return {**content, spec.list_key: items}
 
 

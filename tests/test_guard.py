@@ -180,12 +180,11 @@ def test_an_obeying_model_never_puts_injected_text_on_a_slide(guarded, fake_open
     filled, out = fill(guarded, fake_openai, tmp_path, INJECTED)
     assert "PWNED" not in deck_text(out)
     for s in filled.deck.sections:
-        assert s.grounding is not None or s.status == "failed"
-        if s.status == "failed":
-            assert s.error["code"] == "ungrounded_output" and "PWNED" in s.error["message"]
-        else:
-            assert s.grounding["action"] in ("repaired", "dropped", "flagged")
-    assert filled.status != "ok"
+        assert s.status == "ungrounded" and s.grounding["action"] == "flagged"
+        assert any(c["text"] == "PWNED" and c["kind"] == "injection"
+                   for c in s.grounding["removed"])
+    assert "[removed]" in deck_text(out)
+    assert filled.status == "incomplete" and "PWNED" in filled.summary()
 
 
 def test_eval_counts_what_leaked_onto_the_slide(specs, cases, foreign):
