@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from deckgen.config import Config
@@ -171,7 +171,7 @@ class RedisQuota(WriteQuota):
         return f"{self.prefix}:hold:{principal}"
 
     def try_acquire(self, principal: str, batch: bool = False) -> float:
-        held_ms = int(self.redis.pttl(self._hold_key(principal)))
+        held_ms = int(cast(Any, self.redis.pttl(self._hold_key(principal))))
         if held_ms > 0:
             return held_ms / 1000
         # a batch write must leave the interactive headroom free: tested first, then the
@@ -200,7 +200,7 @@ class RedisQuota(WriteQuota):
     def hold(self, principal: str, seconds: float) -> None:
         key, ms = self._hold_key(principal), max(int(seconds * 1000), 1)
         # keep the longer of an existing hold and this one
-        if int(self.redis.pttl(key)) < ms:
+        if int(cast(Any, self.redis.pttl(key))) < ms:
             self.redis.set(key, "1", px=ms)
 
     def close(self) -> None:

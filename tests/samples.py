@@ -1,10 +1,36 @@
-"""A DeckContent with made-up but well-formed sections, for writer tests: every section at
-its spec's minimum item count, each text tagged so a test can tell two fills apart."""
+"""Data and helpers that several test modules share: the briefs they fill decks from, a
+DeckContent with made-up but well-formed sections for writer tests (every section at its
+spec's minimum item count, each text tagged so a test can tell two fills apart), a
+GPT-4-length answer, the test PostgreSQL server and a route to a fake model server."""
+
+from openai import OpenAI
 
 from deckgen.brief import parse_brief
+from deckgen.budget import TiktokenCounter
 from deckgen.content import DeckContent, SectionResult
+from deckgen.llm.client import ModelRoute
 
 BRIEF = parse_brief({"client": "Harbor Logistics", "opportunity": "Dock scheduling"})
+# a brief with every kind of field, for the core and the fitting tests
+FULL_BRIEF = parse_brief({
+    "client": "Harbor Logistics", "industry": "Logistics",
+    "opportunity": "Dock appointment scheduling",
+    "notes": "Trucks queue for hours at the gates; appointments live in a shared Excel.",
+    "contacts": [{"name": "Ana Ruiz", "role": "COO"}, {"name": "Tom Lee", "role": "CIO"}],
+    "metrics": {"Average truck wait": "2.5 hours"},
+})
+# a brief as a request body carries it, for the service and scheduler tests
+REQUEST_BRIEF = {"client": "Harbor Logistics", "industry": "Logistics", "notes": "Trucks queue."}
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+# what an overloaded model server answers
+DOWN = {"status": 503, "code": "server_error", "message": "overloaded"}
+
+
+def route(name, server, timeout=10.0, context=8192):
+    """A route to a fake OpenAI-compatible server, without the client's own retries."""
+    client = OpenAI(base_url=server.url, api_key="k", max_retries=0, timeout=timeout)
+    return ModelRoute(name, f"{name}-model", context, TiktokenCounter("gpt-4o"), client,
+                      "json_schema")
 
 
 def sample_deck(specs, *, tag="v1", only=None, failed=()):

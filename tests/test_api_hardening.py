@@ -21,10 +21,10 @@ from deckgen.config import Config
 from deckgen.errors import ConfigError
 from deckgen.store import Store
 from tests.fake_openai import instance_of
+from tests.samples import REQUEST_BRIEF as BRIEF
 from tests.tcp_proxy import TcpProxy
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
-BRIEF = {"client": "Harbor Logistics", "industry": "Logistics", "notes": "Trucks queue."}
 DECK_ID = "1AbC-dEf_2" * 4  # a Google-shaped id (40 characters)
 JOB = {"brief": BRIEF, "output": "pptx"}
 BATCH = {"items": [{"presentation_id": DECK_ID, "brief": BRIEF}]}

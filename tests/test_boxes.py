@@ -15,8 +15,8 @@ from deckgen.deck import generate_section
 from deckgen.fonts import FONT_DIR, face
 from deckgen.writers.pptx import template_boxes
 from deckgen.writers.slides import deck_boxes
+from tests.samples import FULL_BRIEF as BRIEF
 from tests.slides_fixtures import realistic_template
-from tests.test_deck import BRIEF
 
 WORDS = ("Regional depots reconcile stock by hand every night, so planners see yesterday's "
          "inventory and reorder late, which costs margin and customer trust").split()

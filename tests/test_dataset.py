@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from deckgen.store import Store
-from tests.test_store import PG
+from tests.samples import PG
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,16 +2,9 @@
 
 import json
 
-from deckgen.brief import parse_brief
 from deckgen.deck import generate_deck, generate_section
+from tests.samples import FULL_BRIEF as BRIEF
 
-BRIEF = parse_brief({
-    "client": "Harbor Logistics", "industry": "Logistics",
-    "opportunity": "Dock appointment scheduling",
-    "notes": "Trucks queue for hours at the gates; appointments live in a shared Excel.",
-    "contacts": [{"name": "Ana Ruiz", "role": "COO"}, {"name": "Tom Lee", "role": "CIO"}],
-    "metrics": {"Average truck wait": "2.5 hours"},
-})
 GOOD = json.dumps({"title": "Trucks wait 2.5 hours", "bullets": ["a", "b", "c"]})
 
 

@@ -64,7 +64,7 @@ def test_a_section_from_the_real_model_matches_its_schema(local_route, specs, ca
 def test_a_dead_self_hosted_route_fails_over_to_the_real_local_model(
         local_route, specs, cases, renderer, fake_openai):
     from deckgen.config import RetryPolicy
-    from tests.test_router import DOWN, route
+    from tests.samples import DOWN, route
 
     fake_openai.reply(None, *[DOWN] * 3)
     routes = {"self-hosted": route("self-hosted", fake_openai), "local": local_route}

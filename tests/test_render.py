@@ -17,8 +17,8 @@ from pptx.util import Inches, Pt
 
 from deckgen.deck import generate_deck
 from deckgen.writers.pptx import template_boxes, write_pptx
+from tests.samples import FULL_BRIEF as BRIEF
 from tests.samples import long_answer
-from tests.test_deck import BRIEF
 
 pytestmark = pytest.mark.slow
 TOOLS = ("soffice", "pdftoppm")

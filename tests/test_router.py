@@ -2,17 +2,17 @@
 
 
 import pytest
-from openai import OpenAI
 
 from deckgen.brief import parse_brief
 from deckgen.budget import TiktokenCounter
 from deckgen.config import Config, RetryPolicy, RouteLimits, parse_route_table
 from deckgen.deck import Generator, generate_deck, generate_section
 from deckgen.errors import ConfigError
-from deckgen.llm.client import ModelRoute, retry_after
+from deckgen.llm.client import retry_after
 from deckgen.llm.limits import Breaker, Pacer
 from deckgen.llm.router import Router
 from tests.fake_openai import FakeOpenAI
+from tests.samples import DOWN, route
 
 BRIEF = parse_brief({"client": "Harbor Logistics", "industry": "Logistics",
                      "notes": "Trucks queue at the gates for hours.",
@@ -29,7 +29,6 @@ def rate_limited(retry_after=None, **headers):
 
 
 QUOTA = {"status": 429, "code": "insufficient_quota", "message": "You exceeded your quota"}
-DOWN = {"status": 503, "code": "server_error", "message": "overloaded"}
 
 
 @pytest.fixture
@@ -37,12 +36,6 @@ def other_openai():
     server = FakeOpenAI().start()
     yield server
     server.stop()
-
-
-def route(name, server, timeout=10.0, context=8192):
-    client = OpenAI(base_url=server.url, api_key="k", max_retries=0, timeout=timeout)
-    return ModelRoute(name, f"{name}-model", context, TiktokenCounter("gpt-4o"), client,
-                      "json_schema")
 
 
 def generator(specs, cases, renderer, routes, order, policy=QUICK, limits=None):

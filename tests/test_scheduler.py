@@ -13,9 +13,9 @@ from deckgen.jobs import JobRunner, initial_progress
 from deckgen.quotas import MemoryQuota, WriteLimits
 from deckgen.scheduler import lane_stats, place_in_line
 from deckgen.store import JobNotFound, Store
+from tests.samples import REQUEST_BRIEF as BRIEF
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
-BRIEF = {"client": "Harbor Logistics", "industry": "Logistics", "notes": "Trucks queue."}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -12,10 +12,10 @@ from pathlib import Path
 import requests
 
 from deckgen.llm.local import free_port
+from tests.samples import REQUEST_BRIEF as BRIEF
 from tests.slides_fixtures import realistic_template
 
 ROOT = Path(__file__).resolve().parent.parent
-BRIEF = {"client": "Harbor Logistics", "industry": "Logistics", "notes": "Trucks queue."}
 
 
 class Service:

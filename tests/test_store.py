@@ -7,8 +7,7 @@ import psycopg
 import pytest
 
 from deckgen.store import MIGRATIONS, InvalidValue, JobNotFound, KeyNotFound, Store
-
-PG = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.samples import PG
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
