@@ -104,6 +104,35 @@ def local_url(config) -> Iterator[str]:
 # --- the service, as Flask's tutorial (flaskr) tests it: a fresh app and store per test ----
 
 @pytest.fixture
+def pg_schema():
+    """A fresh PostgreSQL schema per test, so parallel runs never collide; the test is
+    skipped, saying why, when PostgreSQL is not reachable."""
+    import uuid
+
+    import psycopg
+
+    from tests.samples import PG
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(PG, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable at {PG}: {exc}")
+    yield schema
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def pg_url(pg_schema):
+    """A store URL on a fresh PostgreSQL schema (see pg_schema)."""
+    from tests.samples import PG
+
+    return f"{PG}?options=-csearch_path%3D{pg_schema}"
+
+
+@pytest.fixture
 def store(tmp_path):
     """A fresh SQLite store in the test's folder (test modules that parametrise stores over
     SQLite and PostgreSQL define their own `store`)."""

@@ -6,7 +6,6 @@ import threading
 import time
 import uuid
 
-import psycopg
 import pytest
 import redis
 
@@ -41,26 +40,12 @@ def surely_in_one_window(grants, window):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def two_stores(request, tmp_path):
     """Two Store objects on one database, each with its own connections (two replicas)."""
-    if request.param == "sqlite":
-        path = str(tmp_path / "deckgen.sqlite3")
-        stores = [Store(path), Store(path)]
-        yield stores
-        for s in stores:
-            s.close()
-        return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(PG, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {PG}: {exc}")
-    url = f"{PG}?options=-csearch_path%3D{schema}"
+    url = str(tmp_path / "deckgen.sqlite3") if request.param == "sqlite" \
+        else request.getfixturevalue("pg_url")
     stores = [Store(url), Store(url)]
     yield stores
     for s in stores:
         s.close()
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@
 
 import threading
 import time
-import uuid
 
-import psycopg
 import pytest
 
 from deckgen.fill import Filler, SlidesAccess
@@ -20,22 +18,11 @@ PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        store = Store(str(tmp_path / "deckgen.sqlite3"))
-        yield store
-        store.close()
-        return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(PG, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {PG}: {exc}")
-    store = Store(f"{PG}?options=-csearch_path%3D{schema}")
+    url = str(tmp_path / "deckgen.sqlite3") if request.param == "sqlite" \
+        else request.getfixturevalue("pg_url")
+    store = Store(url)
     yield store
     store.close()
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def batch(store, owner, n):

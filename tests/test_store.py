@@ -1,33 +1,19 @@
 """The durable store on a real SQLite file and on the PostgreSQL server at 127.0.0.1."""
 
 import threading
-import uuid
 
-import psycopg
 import pytest
 
 from deckgen.store import MIGRATIONS, InvalidValue, JobNotFound, KeyNotFound, Store
-from tests.samples import PG
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        store = Store(str(tmp_path / "deckgen.sqlite3"))
-        yield store
-        store.close()
-        return
-    schema = f"t_{uuid.uuid4().hex[:12]}"  # a schema per test: parallel runs never collide
-    try:
-        with psycopg.connect(PG, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {PG}: {exc}")
-    store = Store(f"{PG}?options=-csearch_path%3D{schema}")
+    url = str(tmp_path / "deckgen.sqlite3") if request.param == "sqlite" \
+        else request.getfixturevalue("pg_url")
+    store = Store(url)
     yield store
     store.close()
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_migrations_are_idempotent(store):

@@ -7,9 +7,7 @@ from __future__ import annotations
 import stat
 import threading
 import time
-import uuid
 
-import psycopg
 import pytest
 
 from deckgen.errors import StoreUnavailable
@@ -22,18 +20,6 @@ POOL_TIMEOUT = 2.0  # how long a call waits for a connection before StoreUnavail
 RECOVERY_LIMIT = 15.0  # seconds from restore to the first successful call, at most
 
 
-@pytest.fixture
-def pg_schema():
-    """A fresh schema per test, so parallel runs never collide."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(PG, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {PG}: {exc}")
-    yield schema
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture

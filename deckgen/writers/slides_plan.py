@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +18,7 @@ from deckgen.content import DeckContent, SectionResult
 from deckgen.errors import TemplateError
 from deckgen.writers.marking import FACTS, did_you_mean
 from deckgen.writers.slides_marks import (
+    _elements,
     slides_containers,
     slides_marks,
     slides_paragraphs,
@@ -72,12 +72,6 @@ def deck_url(presentation_id: str) -> str:
     return f"https://docs.google.com/presentation/d/{presentation_id}/edit"
 
 
-def _elements(page_elements: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for element in page_elements:
-        yield element
-        group = element.get("elementGroup")
-        if group:
-            yield from _elements(group.get("children", []))
 
 
 def _paragraphs(elements: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
