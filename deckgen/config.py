@@ -295,6 +295,7 @@ class Config:
                 breaker_failures=_int(env, "DECKGEN_BREAKER_FAILURES", 3),
                 breaker_cooldown=_float(env, "DECKGEN_BREAKER_COOLDOWN", 30.0),
                 quota_cooldown=_float(env, "DECKGEN_QUOTA_COOLDOWN", 300.0),
+                quota_probe=_positive(env, "DECKGEN_QUOTA_PROBE", 30.0),
             ),
             limits={name: _limits(env, name) for name in MODEL_ROUTES},
             route_table=parse_route_table(env.get("DECKGEN_ROUTE_TABLE", "")),

@@ -237,3 +237,22 @@ def test_client_retries_are_off_so_tenacity_is_the_only_policy():
     router = Router.from_config(Config.from_env(env))
     assert router.route("openai").client.max_retries == 0
     assert router.route("self-hosted").client.max_retries == 0
+
+
+def test_an_out_of_quota_route_is_probed_and_used_again_before_its_cool_down_ends(
+        specs, cases, renderer, fake_openai, other_openai):
+    now = [1000.0]
+    fake_openai.reply(None, QUOTA)  # then answers normally: the quota came back
+    routes = {"openai": route("openai", fake_openai),
+              "self-hosted": route("self-hosted", other_openai)}
+    policy = RetryPolicy(deadline=5, quota_cooldown=300, quota_probe=30)
+    router = Router(routes.__getitem__, ["openai", "self-hosted"], policy, clock=lambda: now[0])
+    gen = Generator(specs, cases, renderer, router, temperature=0.0)
+    assert generate_section(gen, specs["data"], BRIEF).route == "self-hosted"
+    now[0] += 10  # inside the probe interval: skipped, nothing sent
+    assert generate_section(gen, specs["data"], BRIEF).route == "self-hosted"
+    assert len(fake_openai.requests) == 1
+    now[0] += 25  # 35 s after the 429, 265 s before the cool-down would end: one probe
+    probed = generate_section(gen, specs["data"], BRIEF)
+    assert probed.route == "openai" and len(fake_openai.requests) == 2
+    assert router.health()["openai"]["out_of_quota"] is False

@@ -106,13 +106,30 @@ class Breaker:
 
 @dataclass
 class Cooldown:
-    """A route marked unusable until a moment (openai out of quota)."""
+    """A route marked unusable until a moment (openai out of quota). While it lasts, one
+    call every `probe_every` seconds may go through as a probe: a provider whose quota came
+    back (a raised limit, a paid invoice) is used again within that time, not at the end of
+    a long cool-down."""
 
     clock: Clock
     until: float = 0.0
+    probe_every: float = 30.0
+    probed_at: float = 0.0
 
     def mark(self, seconds: float) -> None:
         self.until = max(self.until, self.clock() + seconds)
+        self.probed_at = self.clock()
 
     def active(self) -> bool:
         return self.clock() < self.until
+
+    def probe(self) -> bool:
+        """True for the one caller that may try the route now, during the cool-down."""
+        now = self.clock()
+        if now - self.probed_at < self.probe_every:
+            return False
+        self.probed_at = now
+        return True
+
+    def clear(self) -> None:
+        self.until = 0.0

@@ -34,6 +34,7 @@ class RetryPolicy:
     breaker_failures: int = 3  # consecutive failures that open a route's circuit
     breaker_cooldown: float = 30.0
     quota_cooldown: float = 300.0  # how long an out-of-quota route is skipped
+    quota_probe: float = 30.0  # during that cool-down, one probe call this often
 
 
 DEFAULT_LIMITS = {

@@ -229,7 +229,7 @@ class Router:
                     Pacer(limits.rpm, limits.tpm, limits.concurrency, self.clock, self.sleep),
                     Breaker(self.policy.breaker_failures, self.policy.breaker_cooldown,
                             self.clock),
-                    Cooldown(self.clock),
+                    Cooldown(self.clock, probe_every=self.policy.quota_probe),
                 )
             return self._slots[name]
 
@@ -259,7 +259,7 @@ class Router:
         slot = self.slot(name)
         if slot.down:
             raise self._down(name, slot)
-        if slot.quota.active():
+        if slot.quota.active() and not slot.quota.probe():
             raise Unavailable(f"the {name} route is out of quota for another "
                               f"{slot.quota.until - self.clock():.0f}s")
         if not slot.breaker.allow():
@@ -314,6 +314,7 @@ class Router:
                 finally:
                     slot.pacer.release()
                 slot.breaker.success()
+                slot.quota.clear()  # a probe came back: the quota is there again
                 return answer
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
