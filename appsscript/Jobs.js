@@ -160,6 +160,7 @@ function summarizeJob_(job) {
     if (sState === 'done' && typeof s.seconds === 'number') {
       text += ' (' + Math.round(s.seconds) + ' s)';
     }
+    if (sState === 'done' && s.flagged) text += ' · claims to check';
     var fit = s && s.fit;
     if (sState === 'done' && fit && typeof fit.lines_used === 'number') {
       // lines used of the box's lines: a rep sees at a glance that nothing overflows
@@ -175,7 +176,12 @@ function summarizeJob_(job) {
   var total = sections.length;
   var finished = state === 'done' || state === 'failed' || state === 'cancelled';
   var message;
-  if (state === 'queued') {
+  var queue = job.queue || null;
+  if (state === 'queued' && queue && typeof queue.ahead === 'number' && queue.ahead > 0) {
+    // the service's own estimate from measured rates; none until it has measured some
+    message = 'Queued behind ' + queue.ahead + ' deck' + plural_(queue.ahead) +
+      (typeof queue.eta_seconds === 'number' ? ', about ' + Math.max(1, Math.round(queue.eta_seconds)) + ' s' : '') + '…';
+  } else if (state === 'queued') {
     message = 'Waiting for the deck generator to start…';
   } else if (state === 'running') {
     message = 'Writing sections: ' + counts.done + ' of ' + total + ' done' + (counts.failed ? ', ' + counts.failed + ' failed' : '') + '…';
@@ -187,6 +193,10 @@ function summarizeJob_(job) {
     }
     if (counts.skipped) {
       message += ' ' + counts.skipped + ' skipped.';
+    }
+    if (job.status === 'incomplete' && job.summary) {
+      // written, but not all right: overflow, no box, or claims the brief does not support
+      message += ' Check: ' + ensurePeriod_(String(job.summary));
     }
   } else if (state === 'failed') {
     message = 'The deck could not be filled' + (job.error && job.error.message ? ': ' + ensurePeriod_(String(job.error.message)) : '.');

@@ -12,7 +12,8 @@
 /**
  * @typedef {{
  *   section: string, state: string, route?: string, model?: string,
- *   seconds?: number, error?: BackendError | null, fit?: SectionFit | null
+ *   seconds?: number, error?: BackendError | null, fit?: SectionFit | null,
+ *   flagged?: boolean
  * }} JobSection
  */
 /**
@@ -26,8 +27,15 @@
 /**
  * @typedef {{
  *   id: string, state: string, sections?: JobSection[], presentation_id?: string,
- *   url?: string, warnings?: string[], error?: BackendError | null
+ *   url?: string, warnings?: string[], error?: BackendError | null,
+ *   status?: string | null, summary?: any, queue?: JobQueue | null
  * }} Job
+ */
+/**
+ * Where a waiting job stands, as the backend estimates it.
+ * @typedef {{
+ *   lane: string, ahead?: number | null, eta_seconds?: number | null
+ * }} JobQueue
  */
 /**
  * What the sidebar sends to startJob (a plain object built by SidebarJs.html).

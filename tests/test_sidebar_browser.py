@@ -358,6 +358,12 @@ def test_fill_shows_each_sections_progress_then_the_final_state(open_sidebar):
 
     sidebar.run_timers()
     assert sidebar.pending("pollJob")["args"] == ["job_1"]
+    # behind a batch: where the job stands, from the service's own estimate
+    sidebar.answer_with_job("pollJob", job("queued", [(n, "queued") for n in picked],
+                                           queue={"lane": "interactive", "ahead": 4,
+                                                  "eta_seconds": 37.2}))
+    assert sidebar.el("#progress-message").text == "Queued behind 4 decks, about 37 s…"
+    sidebar.run_timers()
     states = ["done", "running"] + ["queued"] * (len(picked) - 2)
     sidebar.answer_with_job("pollJob", job("running", list(zip(picked, states, strict=True))))
     assert sidebar.el("#progress-message").text == f"Writing sections: 1 of {len(picked)} done…"
@@ -375,7 +381,7 @@ def test_fill_shows_each_sections_progress_then_the_final_state(open_sidebar):
     assert sidebar.el("#start").is_enabled() and sidebar.form_fields_disabled() == {False}
     assert not sidebar.shown("#cancel") and not sidebar.shown("#error")
     assert sidebar.held_timers() == [], "no polling after the job has finished"
-    assert len(sidebar.calls("pollJob")) == 2
+    assert len(sidebar.calls("pollJob")) == 3  # queued, running, done
 
 
 def test_a_failed_section_shows_why_beside_it(open_sidebar):

@@ -372,6 +372,21 @@ test('summarizeJob_ words every job state', () => {
   assert.equal(s({ id: 'j', state: 'running', sections: [{ section: 'custom_thing', state: 'queued' }] }).sections[0].label, 'Custom thing');
 });
 
+test('summarizeJob_ says where a queued job stands and what to check when it is done', () => {
+  const env = load();
+  const s = (job) => plain(env.gs.summarizeJob_(job));
+  assert.equal(s({ id: 'j', state: 'queued', queue: { lane: 'interactive', ahead: 3, eta_seconds: 41.6 } }).message,
+    'Queued behind 3 decks, about 42 s…');
+  assert.equal(s({ id: 'j', state: 'queued', queue: { lane: 'batch', ahead: 1, eta_seconds: null } }).message,
+    'Queued behind 1 deck…');
+  assert.equal(s({ id: 'j', state: 'queued', queue: { lane: 'interactive', ahead: 0, eta_seconds: null } }).message,
+    'Waiting for the deck generator to start…');
+  const done = s({ id: 'j', state: 'done', status: 'incomplete', summary: 'data FLAGGED: unsupported "37%"',
+    sections: [{ section: 'data', state: 'done', flagged: true }] });
+  assert.equal(done.message, 'Done: 1 section written into this deck. Check: data FLAGGED: unsupported "37%".');
+  assert.match(done.sections[0].text, /claims to check/);
+});
+
 test('summarizeJob_ shows how each section fits its box', () => {
   const env = load();
   const s = (fit) => plain(env.gs.summarizeJob_({ id: 'j', state: 'done', sections: [{ section: 'data', state: 'done', seconds: 12.4, fit }] })).sections[0].text;
