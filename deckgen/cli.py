@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key; it is shown once")
     create.add_argument("name", help="who the key is for, e.g. salesforce-prod")
+    jobs = sub.add_parser("jobs", help="operate on stored jobs")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    purge = jobs_sub.add_parser("purge", help="forget a finished job's brief, generated deck, "
+                                "prompts and outputs (state and timings stay)")
+    purge.add_argument("job_id", metavar="JOB_ID")
     keys_sub.add_parser("list", help="list keys: id, name, created, revoked (never the key)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key; it stops working on the next "
                                  "request, on every replica")
@@ -321,6 +326,19 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_jobs(args: argparse.Namespace, config: Config) -> int:
+    from deckgen.container import open_store
+
+    store = open_store(config)
+    try:
+        purged = store.purge_job(args.job_id)
+    finally:
+        store.close()
+    print(f"deckgen: purged job {args.job_id}: its brief, deck and {purged} generation(s)' "
+          "prompts and outputs are gone", file=sys.stderr)
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace, config: Config) -> int:
     from deckgen.auth import new_key
     from deckgen.container import open_store
@@ -354,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
 
         config = Config.from_env()
         command = {"generate": cmd_generate, "eval": cmd_eval, "dataset": cmd_dataset,
-                   "serve": cmd_serve, "keys": cmd_keys}
+                   "serve": cmd_serve, "keys": cmd_keys, "jobs": cmd_jobs}
         return command[args.command](args, config)
     except DeckgenError as exc:
         print(f"deckgen: error: {exc.message}", file=sys.stderr)

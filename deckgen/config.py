@@ -149,6 +149,15 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     return value
 
 
+def _store_key(env: Mapping[str, str]) -> str | None:
+    key = env.get("DECKGEN_STORE_KEY") or None
+    if key:
+        from deckgen.store.sealing import Sealer
+
+        Sealer(key)  # a bad key stops the service at start, not on the first job
+    return key
+
+
 def parse_prices(raw: str) -> dict[str, tuple[float, float]]:
     """DECKGEN_PRICES: "gpt-4o=2.50/10.00,deckgen=0.20/0.20", US dollars per million
     prompt / completion tokens, per model name as the server reports it."""
@@ -207,6 +216,7 @@ class Config:
     database_url: str = str(ROOT / "var" / "deckgen.sqlite3")
     database_pool_size: int = 10  # PostgreSQL: most connections one process holds
     database_pool_timeout: float = 5.0  # seconds a call waits for one before a 503
+    store_key: str | None = None  # Fernet key: briefs, decks and prompts encrypted at rest
     output_dir: Path = ROOT / "var" / "decks"
     workers: int = 2
     queue_url: str | None = None  # redis://... : jobs run on Celery workers
@@ -270,6 +280,7 @@ class Config:
             database_url=env.get("DECKGEN_DATABASE_URL") or str(ROOT / "var" / "deckgen.sqlite3"),
             database_pool_size=_int(env, "DECKGEN_DATABASE_POOL_SIZE", 10),
             database_pool_timeout=_positive(env, "DECKGEN_DATABASE_POOL_TIMEOUT", 5.0),
+            store_key=_store_key(env),
             output_dir=Path(env.get("DECKGEN_OUTPUT_DIR") or ROOT / "var" / "decks"),
             workers=_int(env, "DECKGEN_WORKERS", 2),
             queue_url=env.get("DECKGEN_QUEUE_URL") or None,

@@ -50,7 +50,7 @@ def open_store(config: Config) -> Store:
     from deckgen.store import Store
 
     return Store(config.database_url, pool_size=config.database_pool_size,
-                 pool_timeout=config.database_pool_timeout)
+                 pool_timeout=config.database_pool_timeout, key=config.store_key or "")
 
 
 @dataclass

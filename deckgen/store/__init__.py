@@ -11,7 +11,9 @@ object works again by itself once it is back."""
 
 from __future__ import annotations
 
-from deckgen.errors import StoreUnavailable
+import json
+
+from deckgen.errors import DeckgenError, StoreUnavailable
 from deckgen.store.batches import BatchTables, JobRequests
 from deckgen.store.database import InvalidValue, Tables, new_id, open_database
 from deckgen.store.generations import GenerationTables
@@ -26,10 +28,11 @@ from deckgen.store.jobs import (
 )
 from deckgen.store.keys import ApiKey, KeyNotFound, KeyTables
 from deckgen.store.migrations import MIGRATIONS, migrate
+from deckgen.store.sealing import SealedValue, configure
 
 __all__ = ["JSON_COLUMNS", "LANES", "MIGRATIONS", "STAGES", "STATES", "ApiKey", "InvalidValue",
-           "Job", "JobNotFound", "JobRequests", "KeyNotFound", "Store", "StoreUnavailable",
-           "new_id"]
+           "Job", "JobNotFound", "JobRequests", "KeyNotFound", "SealedValue", "Store",
+           "StoreUnavailable", "new_id"]
 
 
 class Store(LineTables, BatchTables, KeyTables, GenerationTables, Tables):
@@ -38,7 +41,9 @@ class Store(LineTables, BatchTables, KeyTables, GenerationTables, Tables):
     DECKGEN_DATABASE_POOL_TIMEOUT, 5 s); SQLite keeps one connection per thread."""
 
     def __init__(self, url: str, *, pool_size: int | None = None,
-                 pool_timeout: float | None = None) -> None:
+                 pool_timeout: float | None = None, key: str | None = None) -> None:
+        if key is not None:
+            configure(key)  # payloads at rest sealed with this key (sealing.py)
         self.url = url
         self.db = open_database(url, pool_size, pool_timeout)
         self.is_pg = self.db.dialect == "postgresql"
@@ -52,6 +57,23 @@ class Store(LineTables, BatchTables, KeyTables, GenerationTables, Tables):
     def migrate(self) -> int:
         """Bring the schema up to date; the number of migrations there are."""
         return migrate(self.db)
+
+    def purge_job(self, job_id: str) -> int:
+        """Forget what a job held of its brief: its request (all but the target), its
+        generated deck, and its generations' prompts and outputs. The job's state, timings
+        and per-section progress stay. How many generations were purged."""
+        job = self.get_job(job_id)  # JobNotFound for an unknown id
+        if job.state in ("queued", "running"):
+            raise DeckgenError(f"job {job_id} is {job.state}: cancel it or let it end before "
+                               "purging it")
+        kept = {k: job.request[k] for k in ("target", "presentation_id", "template_id")
+                if k in job.request}
+        with self.tx(lock=True) as cur:
+            cur.execute("UPDATE jobs SET request = ?, deck = NULL WHERE id = ?",
+                        (json.dumps({**kept, "purged": True}), job_id))
+            cur.execute("UPDATE generations SET prompt = NULL, output = NULL WHERE job_id = ?",
+                        (job_id,))
+            return int(cur.rowcount)
 
     def ping(self) -> bool:
         """True when the database answers now (within 2 s on PostgreSQL); never raises."""

@@ -13,6 +13,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from deckgen.store.database import Cursor, Tables, unstorable
+from deckgen.store.sealing import seal
 
 if TYPE_CHECKING:
     from deckgen.store.jobs import Job
@@ -93,7 +94,7 @@ class ClaimTables(Tables):
                         "generated_at = ?, worker = NULL, heartbeat_at = NULL, updated_at = ? "
                         "WHERE id = ? AND worker = ? AND state = 'running' "
                         "AND stage = 'generate'",
-                        (json.dumps(deck), principal, now, now, job_id, worker))
+                        (seal(json.dumps(deck)), principal, now, now, job_id, worker))
             return bool(cur.rowcount)
 
     def claim_write(self, worker: str, skip_principals: Collection[str] = (),

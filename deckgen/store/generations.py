@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from deckgen.store.database import Tables, new_id, unstorable
+from deckgen.store.sealing import seal, unseal
 
 
 class GenerationTables(Tables):
@@ -23,8 +24,9 @@ class GenerationTables(Tables):
                     "completion_tokens, seconds, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (new_id("gen"), job_id, brief_hash, r["section"], r["status"], r["route"],
-                     r["model"], r.get("policy", "open"), json.dumps(r["prompt"]),
-                     r.get("prompt_base_turns"), json.dumps(r["output"]), r["prompt_tokens"],
+                     r["model"], r.get("policy", "open"), seal(json.dumps(r["prompt"])),
+                     r.get("prompt_base_turns"), seal(json.dumps(r["output"])),
+                     r["prompt_tokens"],
                      r["completion_tokens"], r["seconds"], now))
 
     def generations(self, job_id: str) -> list[dict[str, Any]]:
@@ -33,7 +35,7 @@ class GenerationTables(Tables):
         with self.tx(readonly=True) as cur:
             cur.execute("SELECT * FROM generations WHERE job_id = ? ORDER BY section",
                         (job_id,))
-            return cur.fetchall()
+            return [_opened(r) for r in cur.fetchall()]
 
     def record_feedback(self, presentation_id: str, job_id: str | None,
                         rows: list[dict[str, str]]) -> None:
@@ -69,4 +71,8 @@ class GenerationTables(Tables):
         newest: dict[str, dict[str, Any]] = {}
         for row in rows:  # the newest generation per feedback row
             newest.setdefault(row["feedback_id"], row)
-        return list(newest.values())
+        return [_opened(r) for r in newest.values() if r["prompt"] is not None]  # not purged
+
+
+def _opened(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "prompt": unseal(row["prompt"]), "output": unseal(row["output"])}

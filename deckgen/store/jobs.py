@@ -20,6 +20,7 @@ from typing import Any
 from deckgen.errors import DeckgenError
 from deckgen.store.claims import CLAIMABLE, DECK_FREE, LANE_ORDER, ClaimTables
 from deckgen.store.database import Cursor, new_id, unstorable
+from deckgen.store.sealing import seal, unseal
 
 __all__ = ["CLAIMABLE", "DECK_FREE", "JSON_COLUMNS", "LANE", "LANES", "LANE_ORDER", "STAGES",
            "STATES", "ClaimTables", "Job", "JobNotFound", "JobTables", "LineTables",
@@ -27,6 +28,7 @@ __all__ = ["CLAIMABLE", "DECK_FREE", "JSON_COLUMNS", "LANE", "LANES", "LANE_ORDE
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 JSON_COLUMNS = ("request", "progress", "result", "error", "deck")
+SEALED_COLUMNS = ("request", "deck")  # what holds the brief (see sealing.py)
 STAGES = ("generate", "generated", "write")
 LANES = ("interactive", "batch")
 
@@ -69,7 +71,8 @@ class Job:
     def from_row(cls, row: dict[str, Any]) -> Job:
         data = dict(row)
         for col in JSON_COLUMNS:
-            data[col] = json.loads(data[col]) if data[col] else None
+            raw = unseal(data[col]) if col in SEALED_COLUMNS else data[col]
+            data[col] = json.loads(raw) if raw else None
         data["cancel_requested"] = bool(data["cancel_requested"])
         return cls(**data)
 
@@ -83,7 +86,7 @@ def insert_job(cur: Cursor, owner: str, request: dict[str, Any], progress: dict[
         "INSERT INTO jobs (id, owner, state, request, presentation_id, batch_id, "
         "idempotency_key, progress, created_at, updated_at) "
         "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
-        (job_id, owner, json.dumps(request), presentation_id, batch_id,
+        (job_id, owner, seal(json.dumps(request)), presentation_id, batch_id,
          idempotency_key, json.dumps(progress), now, now))
     return job_id
 
