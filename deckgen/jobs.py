@@ -222,7 +222,10 @@ class JobRunner:
 
         def beat() -> None:
             while not beating.wait(self.heartbeat_seconds):
-                self.store.heartbeat(job.id, self.worker_id)
+                try:
+                    self.store.heartbeat(job.id, self.worker_id)
+                except Exception:  # noqa: BLE001 - the store may be away: beat again later
+                    log.warning("heartbeat of job %s failed; the store is away", job.id)
 
         threading.Thread(target=beat, daemon=True).start()
         try:
