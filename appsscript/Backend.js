@@ -16,9 +16,11 @@
  * @param {GoogleAppsScript.URL_Fetch.HttpMethod} method
  * @param {string} path starts with `/v1/`
  * @param {any} body sent as JSON; undefined for none
+ * @param {CrmTarget} [crmContext] the CRM record the request is about, for the
+ *   wording of the CRM's errors
  * @returns {any}
  */
-function backendFetch_(method, path, body) {
+function backendFetch_(method, path, body, crmContext) {
   var base = getBackendUrl_();
   if (!base) {
     throw new Error('Deck generator has no backend URL yet. Open Deck generator › Settings… and enter the address your admin gave you.');
@@ -59,7 +61,23 @@ function backendFetch_(method, path, body) {
   if (status >= 400) {
     console.warn('deckgen: ' + method.toUpperCase() + ' ' + path + ' answered ' + status + ': ' + truncate_(response.getContentText(), 500));
   }
-  throw new Error(describeBackendError_(status, data, base, path));
+  throw new Error(describeBackendError_(status, data, base, path, retryAfterSeconds_(response), crmContext));
+}
+
+/**
+ * The Retry-After of an answer in seconds (a number or an HTTP date), or null.
+ * @param {GoogleAppsScript.URL_Fetch.HTTPResponse} response
+ * @returns {number | null}
+ */
+function retryAfterSeconds_(response) {
+  var headers = /** @type {Object<string, any>} */ (response.getHeaders ? response.getHeaders() || {} : {});
+  var value = '';
+  Object.keys(headers).forEach(function (name) {
+    if (name.toLowerCase() === 'retry-after') value = String(headers[name]).trim();
+  });
+  if (/^\d+$/.test(value)) return Number(value);
+  var when = value ? Date.parse(value) : NaN;
+  return isNaN(when) ? null : Math.max(0, Math.round((when - Date.now()) / 1000));
 }
 
 /**
@@ -81,9 +99,11 @@ function jobPath_(jobId) {
  * @param {any} data parsed JSON body, or undefined/null when there was none
  * @param {string} base backend URL
  * @param {string} path request path
+ * @param {number | null} [retryAfter] seconds from the Retry-After header
+ * @param {CrmTarget} [crmContext] the CRM record the request was about
  * @returns {string}
  */
-function describeBackendError_(status, data, base, path) {
+function describeBackendError_(status, data, base, path, retryAfter, crmContext) {
   /** @type {BackendError | null} */
   var err = data && typeof data === 'object' && data.error && typeof data.error === 'object' ? data.error : null;
   var detail = err && typeof err.message === 'string' ? err.message.trim() : '';
@@ -97,6 +117,11 @@ function describeBackendError_(status, data, base, path) {
   // login page, an empty 200 — is not our backend talking.
   if (data === undefined && [401, 403, 429, 503].indexOf(status) === -1) {
     return unreachableMessage_(base);
+  }
+  // The CRM's errors (a record not found, not readable, the CRM away) by their code.
+  var crmMessage = describeCrmError_(err, retryAfter == null ? null : retryAfter, crmContext);
+  if (crmMessage) {
+    return crmMessage;
   }
   if (status === 401) {
     return 'Deck generator could not confirm who you are. Reload the deck and try again.';
@@ -117,7 +142,7 @@ function describeBackendError_(status, data, base, path) {
     return 'Please check ' + what + (detail ? ': ' + ensurePeriod_(detail) : '.');
   }
   if (status === 429 || status === 503) {
-    return 'Deck generator is busy, try again in a minute.';
+    return 'Deck generator is busy, try again ' + retryWords_(retryAfter) + '.';
   }
   if (status === 409) {
     return 'Deck generator can’t do that now' + (detail ? ': ' + ensurePeriod_(detail) : ' — the job has probably finished already.');
@@ -157,6 +182,9 @@ function fieldLabel_(field) {
     notes: 'Notes',
     contacts: 'Contacts',
     metrics: 'Metrics',
+    facts: 'Facts',
+    crm: 'CRM',
+    opportunity_id: 'Opportunity id',
     sections: 'Sections',
     presentation_id: 'this deck',
     brief: 'the brief',

@@ -7,7 +7,9 @@
 
 /**
  * Builds the body of POST /v1/jobs from the sidebar's form, or says what is
- * wrong with the form (every problem at once, in plain words).
+ * wrong with the form (every problem at once, in plain words). The brief is
+ * either typed (`brief`) or read by the backend from a CRM record (`crm` and
+ * `opportunity_id`), never both.
  * @param {JobForm} form
  * @param {string} presentationId
  * @returns {{body: any, errors: string[]}}
@@ -20,23 +22,16 @@ function buildJobBody_(form, presentationId) {
   var body = { presentation_id: presentationId };
   var mode = form.mode === 'regenerate' ? 'regenerate' : 'fill';
 
-  // Always a typed brief: the backend cannot look up a CRM opportunity yet
-  // (it answers 422 to opportunity_id), so the sidebar does not offer one.
-  var client = clean_(form.client);
-  if (!client) {
-    errors.push('Client: enter the client’s name.');
+  if (form.source === 'crm') {
+    var target = crmTarget_(form);
+    errors = errors.concat(target.errors);
+    body.crm = target.crm;
+    body.opportunity_id = target.opportunityId;
+  } else {
+    var typed = typedBrief_(form);
+    errors = errors.concat(typed.errors);
+    body.brief = typed.brief;
   }
-  var contacts = parseContacts_(form.contacts);
-  var metrics = parseMetrics_(form.metrics);
-  errors = errors.concat(contacts.errors, metrics.errors);
-  body.brief = {
-    client: client,
-    industry: clean_(form.industry),
-    opportunity: clean_(form.opportunity),
-    notes: String(form.notes == null ? '' : form.notes).trim(),
-    contacts: contacts.contacts,
-    metrics: metrics.metrics,
-  };
 
   if (mode === 'regenerate') {
     var section = clean_(form.section);
@@ -60,6 +55,32 @@ function buildJobBody_(form, presentationId) {
     body.keep_edits = toBool_(form.keepEdits);
   }
   return { body: body, errors: errors };
+}
+
+/**
+ * The brief typed into the sidebar, or what is wrong with it.
+ * @param {JobForm} form
+ * @returns {{brief: Object<string, any>, errors: string[]}}
+ */
+function typedBrief_(form) {
+  /** @type {string[]} */
+  var errors = [];
+  var client = clean_(form.client);
+  if (!client) {
+    errors.push('Client: enter the client’s name.');
+  }
+  var contacts = parseContacts_(form.contacts);
+  var metrics = parseMetrics_(form.metrics);
+  errors = errors.concat(contacts.errors, metrics.errors);
+  var brief = {
+    client: client,
+    industry: clean_(form.industry),
+    opportunity: clean_(form.opportunity),
+    notes: String(form.notes == null ? '' : form.notes).trim(),
+    contacts: contacts.contacts,
+    metrics: metrics.metrics,
+  };
+  return { brief: brief, errors: errors };
 }
 
 /**
@@ -143,10 +164,13 @@ function splitLines_(text) {
 
 /**
  * What the sidebar shows for a job: one line per section and one overall
- * message. `finished` tells the sidebar to stop polling.
+ * message, and for a job from a CRM record, the record and whether the deck's
+ * link has been saved on it. `finished` tells the sidebar the job is over (its
+ * write-back may still be pending: the sidebar keeps an eye on that alone).
  * @param {Job} job
  * @returns {{finished: boolean, state: string, message: string, counts: Object<string, number>,
- *   sections: {section: string, label: string, state: string, text: string, error: string}[], warnings: string[]}}
+ *   sections: {section: string, label: string, state: string, text: string, error: string}[], warnings: string[],
+ *   opportunity: ReturnType<typeof opportunityLine_>, writeback: ReturnType<typeof writebackLine_>}}
  */
 function summarizeJob_(job) {
   job = job || { id: '', state: '' };
@@ -209,7 +233,10 @@ function summarizeJob_(job) {
     message = 'Deck generator says the job is “' + state + '”.';
   }
   var warnings = Array.isArray(job.warnings) ? job.warnings.map(String) : [];
-  return { finished: finished, state: state, message: message, counts: counts, sections: sections, warnings: warnings };
+  return {
+    finished: finished, state: state, message: message, counts: counts, sections: sections, warnings: warnings,
+    opportunity: opportunityLine_(job.opportunity), writeback: writebackLine_(job.writeback, job.opportunity),
+  };
 }
 
 /**

@@ -48,13 +48,18 @@ function showRegenerateSidebar() {
  */
 function openSidebar_(mode) {
   var sections = listSections();
+  // Not asked when the backend did not answer for the sections: no second wait.
+  var crms = sections.fromBackend ? listCrms_() : [];
+  var lastForm = readLastForm_();
   var boot = {
     mode: mode,
     sections: sections.sections,
     sectionsWarning: sections.warning,
     backendUrl: getBackendUrl_() || '',
-    lastForm: readLastForm_(),
+    lastForm: lastForm,
     selectedSection: mode === 'regenerate' ? sectionOfSelection_() : '',
+    crms: crms,
+    crm: defaultCrm_(crms, lastForm),
   };
   var template = HtmlService.createTemplateFromFile('Sidebar');
   template.bootJson = jsonForHtml_(boot);

@@ -28,8 +28,17 @@
  * @typedef {{
  *   id: string, state: string, sections?: JobSection[], presentation_id?: string,
  *   url?: string, warnings?: string[], error?: BackendError | null,
- *   status?: string | null, summary?: any, queue?: JobQueue | null
+ *   status?: string | null, summary?: any, queue?: JobQueue | null,
+ *   opportunity?: JobOpportunity | null, writeback?: JobWriteback | null
  * }} Job
+ */
+/**
+ * The CRM record a job's brief was read from.
+ * @typedef {{crm: string, id: string, url?: string | null, name?: string | null}} JobOpportunity
+ */
+/**
+ * Writing the finished deck's link onto that record.
+ * @typedef {{state: string, attempts?: number, error?: BackendError | null}} JobWriteback
  */
 /**
  * Where a waiting job stands, as the backend estimates it.
@@ -39,8 +48,11 @@
  */
 /**
  * What the sidebar sends to startJob (a plain object built by SidebarJs.html).
+ * `source` "crm" means the brief is read from the record `crm` /
+ * `opportunityId`; anything else, the typed fields.
  * @typedef {{
- *   mode?: string, client?: string, industry?: string, opportunity?: string,
+ *   mode?: string, source?: string, crm?: string, opportunityId?: string,
+ *   client?: string, industry?: string, opportunity?: string,
  *   notes?: string, contacts?: string, metrics?: string,
  *   sections?: string[] | string, section?: string, keepEdits?: boolean | string
  * }} JobForm
@@ -58,12 +70,34 @@ function startJob(form) {
   if (built.errors.length) {
     throw new Error(built.errors.join('\n'));
   }
-  var job = /** @type {Job} */ (backendFetch_('post', '/v1/jobs', built.body));
+  var crm = built.body.crm ? { crm: built.body.crm, opportunityId: built.body.opportunity_id } : undefined;
+  var job = /** @type {Job} */ (backendFetch_('post', '/v1/jobs', built.body, crm));
   if (!job || typeof job.id !== 'string' || !job.id) {
     throw new Error(unreachableMessage_(getBackendUrl_() || ''));
   }
   saveLastForm_(form);
+  if (crm) saveLastCrm_(crm.crm);
   return job;
+}
+
+/**
+ * Asks the backend to read the opportunity's brief from the CRM, and returns
+ * it as the sidebar previews it before Fill (nothing is started).
+ * @param {{crm?: string, opportunityId?: string}} form
+ * @returns {OpportunityPreview}
+ */
+function lookUpOpportunity(form) {
+  var target = crmTarget_(form || {});
+  if (target.errors.length) {
+    throw new Error(target.errors.join('\n'));
+  }
+  var context = { crm: target.crm, opportunityId: target.opportunityId };
+  var answer = /** @type {ResolvedOpportunity} */ (backendFetch_('post', '/v1/briefs/resolve', { crm: target.crm, opportunity_id: target.opportunityId }, context));
+  if (!answer || typeof answer !== 'object' || !answer.brief || typeof answer.brief !== 'object') {
+    throw new Error(unreachableMessage_(getBackendUrl_() || ''));
+  }
+  saveLastCrm_(target.crm);
+  return previewOfResolved_(answer, context);
 }
 
 /**

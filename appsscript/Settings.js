@@ -1,11 +1,15 @@
 /**
- * deckgen — what the add-on remembers (PropertiesService): the backend's URL,
- * per user, and the last brief sent from a deck, per document (it prefills the
+ * deckgen — what the add-on remembers (PropertiesService): the backend's URL
+ * and the CRM last looked in, per user, and the last brief sent from a deck
+ * (typed, or the CRM record it came from), per document (it prefills the
  * sidebar).
  */
 
 /** User property holding the backend's base URL. */
 var BACKEND_URL_PROPERTY = 'DECKGEN_BACKEND_URL';
+
+/** User property holding the CRM this user last read an opportunity from (preselected next time). */
+var LAST_CRM_PROPERTY = 'DECKGEN_LAST_CRM';
 
 /** Document property holding the last form sent from this deck (prefills the sidebar). */
 var LAST_FORM_PROPERTY = 'DECKGEN_LAST_FORM';
@@ -96,7 +100,7 @@ function saveLastForm_(form) {
   try {
     var keep = readLastForm_() || {};
     var f = /** @type {Object<string, any>} */ (form);
-    ['client', 'industry', 'opportunity', 'notes', 'contacts', 'metrics'].forEach(function (name) {
+    ['source', 'crm', 'opportunityId', 'client', 'industry', 'opportunity', 'notes', 'contacts', 'metrics'].forEach(function (name) {
       if (f[name] != null) keep[name] = String(f[name]);
     });
     var json = JSON.stringify(keep);
@@ -116,5 +120,26 @@ function readLastForm_() {
     return value && typeof value === 'object' ? value : null;
   } catch (err) {
     return null;
+  }
+}
+
+/**
+ * Remembers the CRM this user last read an opportunity from.
+ * @param {string} crm
+ */
+function saveLastCrm_(crm) {
+  try {
+    if (isCrmName_(crm)) PropertiesService.getUserProperties().setProperty(LAST_CRM_PROPERTY, crm);
+  } catch (err) {
+    console.warn('deckgen: could not remember the CRM: ' + errorText_(err));
+  }
+}
+
+/** @returns {string} the CRM this user last read an opportunity from, or '' */
+function readLastCrm_() {
+  try {
+    return PropertiesService.getUserProperties().getProperty(LAST_CRM_PROPERTY) || '';
+  } catch (err) {
+    return '';
   }
 }

@@ -5,8 +5,9 @@ scriptlets replaced by the named files as they are, `<?!= bootJson ?>` by the bo
 menu hands it), opened in headless Debian Chromium driven by Selenium, and checked through
 what is on screen. `google.script.run` is replaced by a stub: each server call is recorded
 and the test answers it, with the strings the real server code would send (the add-on's own
-.js files, loaded into the page inside a closure, summarise jobs and word errors). The page's
-long timers (the 2 s poll) wait for the test to run them, so no test sleeps.
+.js files, loaded into the page inside a closure, summarise jobs, preview a brief looked up in
+a CRM and word errors). The page's long timers (the 2 s poll, the 5 s watch of a CRM
+write-back) wait for the test to run them, so no test sleeps.
 
 Needs selenium (pip) and Debian's chromium and chromium-driver (`make browser-tools`); skipped
 with a message saying which is missing otherwise. The page loads nothing from the network:
@@ -91,7 +92,8 @@ def server_code() -> str:
     files = "\n".join(p.read_text(encoding="utf-8") for p in sorted(APPSSCRIPT.glob("*.js")))
     code = ("window.__server = (function () {\n" + files + "\n"
             "return { summarizeJob_: summarizeJob_, buildJobBody_: buildJobBody_,"
-            " describeBackendError_: describeBackendError_ };\n})();")
+            " describeBackendError_: describeBackendError_, crmTarget_: crmTarget_,"
+            " previewOfResolved_: previewOfResolved_ };\n})();")
     # Inside <script>, "</script" (in a comment, say) would end the element early, and "<!--"
     # could keep the real end from ending it. Both escaped only appear in comments here.
     return re.sub(r"</(script)", r"<\\/\1", code, flags=re.I).replace("<!--", "<\\!--")
@@ -242,6 +244,32 @@ class Sidebar:
                        " arguments[1], arguments[2]);", status, BACKEND, path)
         return "Error: " + text
 
+    def crm_error(self, status: int, error: dict[str, str], form: dict[str, str],
+                  retry_after: int | None = None) -> str:
+        """The message Backend.js gives for a CRM error the backend answered a look-up of
+        `form`'s record with (`error`: the body's error object)."""
+        text = self.js("var target = window.__server.crmTarget_(arguments[3]);"
+                       "return window.__server.describeBackendError_(arguments[0],"
+                       " { error: arguments[1] }, arguments[2], '/v1/briefs/resolve',"
+                       " arguments[4], target);", status, error, BACKEND, form, retry_after)
+        return "Error: " + text
+
+    def answer_look_up(self, resolved: dict[str, Any]) -> None:
+        """Answer lookUpOpportunity as Server.js does: the backend's resolved brief turned
+        into the preview by the real previewOfResolved_."""
+        call = self.pending("lookUpOpportunity")
+        self.js("var target = window.__server.crmTarget_(arguments[1]);"
+                "window.__stub.succeed(arguments[0],"
+                " window.__server.previewOfResolved_(arguments[2], target));",
+                call["index"], call["args"][0], resolved)
+
+    def preview(self) -> dict[str, str]:
+        """The looked-up brief as shown: each term and its text, in the order shown."""
+        pairs = self.js("return Array.from(document.querySelectorAll('#preview-fields dt'))"
+                        ".map(function (dt) { return [dt.textContent,"
+                        " dt.nextElementSibling.innerText]; });")
+        return {term: text for term, text in pairs}
+
     def run_timers(self) -> int:
         return self.js("return window.__clock.run();")
 
@@ -266,7 +294,7 @@ class Sidebar:
         return rows
 
     def form_fields_disabled(self) -> set[bool]:
-        return {f.get_property("disabled")
+        return {bool(f.get_property("disabled"))
                 for f in self.all("#job-form input, #job-form textarea, #job-form select")}
 
 
@@ -323,16 +351,22 @@ def test_the_section_checkboxes_are_those_of_sections_yaml(open_sidebar):
     assert not sidebar.shown("#backend-missing")
 
 
-def test_there_is_no_opportunity_id_field(open_sidebar):
-    """The backend cannot resolve a CRM opportunity yet (it answers 422), so the sidebar
-    offers a typed brief only."""
-    sidebar = open_sidebar(lastForm={"client": "Acme", "opportunityId": "006Qx00000AbCdE"})
-    assert sidebar.all("#opportunity-id, input[type=radio], [name=opportunityId]") == []
+def test_no_crm_option_when_none_is_configured(open_sidebar):
+    """With no CRM connected (GET /v1/crms lists none configured, or the backend is older),
+    the sidebar offers the typed brief only, as before."""
+    sidebar = open_sidebar(lastForm={"client": "Acme", "source": "crm", "crm": "salesforce",
+                                     "opportunityId": "006Qx00000AbCdE"}, crms=[], crm="")
+    assert not sidebar.shown("#source-pick") and not sidebar.shown("#crm-fields")
+    assert all(not e.is_displayed() for e in sidebar.all(
+        "#opportunity-id, input[type=radio], [name=opportunityId], #look-up"))
     assert "opportunity id" not in sidebar.el("body").text.lower()
     assert "CRM" not in sidebar.el("body").text
+    assert sidebar.shown("#brief-fields")
     assert sidebar.el("#client").get_property("value") == "Acme"
     start_filling(sidebar, client="")
-    assert "opportunityId" not in sidebar.pending("startJob")["args"][0]
+    form = sidebar.pending("startJob")["args"][0]
+    assert form["source"] == "typed" and "opportunityId" not in form and "crm" not in form
+    assert sidebar.calls("lookUpOpportunity") == []
 
 
 def test_fill_shows_each_sections_progress_then_the_final_state(open_sidebar):
@@ -492,3 +526,211 @@ def test_regenerate_offers_one_section_from_sections_yaml(open_sidebar):
     start_filling(sidebar)
     form = sidebar.pending("startJob")["args"][0]
     assert form["mode"] == "regenerate" and form["section"] == "data" and "sections" not in form
+
+
+# --- the brief from a CRM -----------------------------------------------------------------
+
+# As Menu.js hands them to the page (Crm.js normalizeCrms_: the configured CRMs of GET /v1/crms).
+CRMS = [{"name": "salesforce", "label": "Salesforce",
+         "hint": "The id in the opportunity’s address, or the whole address."},
+        {"name": "hubspot", "label": "HubSpot",
+         "hint": "The deal’s record id, or the whole address."}]
+SF_ID = "006Qx00000AbCdEFGH"
+SF_URL = f"https://acme.lightning.force.com/lightning/r/Opportunity/{SF_ID}/view"
+
+
+def resolved(**extra: Any) -> dict[str, Any]:
+    """What POST /v1/briefs/resolve answers for SF_ID."""
+    return {"crm": "salesforce", "opportunity_id": SF_ID, "name": "Fleet telematics",
+            "stage": "Proposal", "url": SF_URL,
+            "brief": {"client": "Harbor Logistics", "opportunity": "Telematics for 400 trucks",
+                      "notes": "Dana wants the pilot live before the Q3 renewal. " * 12,
+                      "contacts": [{"name": "Dana Smith", "role": "CFO"}, {"name": "Lee Park"}],
+                      "metrics": {"Fleet": "400 trucks"}},
+            "missing": ["industry"], **extra}
+
+
+def open_crm(open_sidebar: Callable[..., Sidebar], **boot: Any) -> Sidebar:
+    sidebar = open_sidebar(**{"crms": CRMS, "crm": "salesforce", **boot})
+    assert sidebar.shown("#source-pick")
+    return sidebar
+
+
+def test_look_up_shows_the_brief_and_fill_sends_crm_and_opportunity_id(open_sidebar):
+    sidebar = open_crm(open_sidebar)
+    assert sidebar.el("#source-pick input[value=typed]").is_selected(), "typed stays the default"
+    assert not sidebar.shown("#crm-fields")
+    sidebar.click("#source-pick input[value=crm]")
+    assert not sidebar.shown("#brief-fields") and sidebar.shown("#crm-fields")
+    assert [o.text for o in sidebar.all("#crm option")] == ["Salesforce", "HubSpot"]
+    assert sidebar.el("#opportunity-id-hint").text == CRMS[0]["hint"]
+    assert not sidebar.shown("#crm-preview")
+
+    sidebar.el("#opportunity-id").send_keys(SF_URL)  # the rep pastes the record's address
+    sidebar.click("#look-up")
+    assert sidebar.pending("lookUpOpportunity")["args"] == [
+        {"crm": "salesforce", "opportunityId": SF_URL}]
+    assert sidebar.el("#look-up").text == "Looking up…"
+    assert not sidebar.el("#look-up").is_enabled() and not sidebar.el("#start").is_enabled()
+    sidebar.click("#look-up")
+    assert len(sidebar.calls("lookUpOpportunity")) == 1, "one look-up at a time"
+
+    sidebar.answer_look_up(resolved())
+    assert sidebar.shown("#crm-preview")
+    assert sidebar.el("#look-up").text == "Look up" and sidebar.el("#start").is_enabled()
+    assert sidebar.el("#opportunity-id").get_property("value") == SF_ID, "the address became its id"
+    assert sidebar.el("#preview-title").text == "Fleet telematics"
+    link = sidebar.el("#preview-link")
+    assert link.text == "Open in Salesforce" and link.get_attribute("href") == SF_URL
+    shown = sidebar.preview()
+    assert list(shown) == ["Client", "Opportunity", "Stage", "Metrics", "Contacts", "Notes"]
+    assert shown["Client"] == "Harbor Logistics" and shown["Stage"] == "Proposal"
+    assert shown["Opportunity"] == "Telematics for 400 trucks"
+    assert [li.text for li in sidebar.all("#preview-fields ul li")] == ["Dana Smith — CFO",
+                                                                         "Lee Park"]
+    assert shown["Notes"].startswith("Dana wants the pilot live before the Q3 renewal. Dana")
+    assert shown["Notes"].endswith("…") and len(shown["Notes"]) <= 201, "the start of the notes"
+    assert sidebar.el("#preview-missing").text == (
+        "Salesforce had nothing for Industry; the deck is written without it.")
+    assert sidebar.all("#crm-preview input, #crm-preview textarea") == [], "read-only"
+
+    sidebar.click("#start")
+    form = sidebar.pending("startJob")["args"][0]
+    assert (form["source"], form["crm"], form["opportunityId"]) == ("crm", "salesforce", SF_ID)
+    body = sidebar.js("return window.__server.buildJobBody_(arguments[0], 'deck-1');", form)
+    assert body["errors"] == []
+    assert body["body"]["crm"] == "salesforce" and body["body"]["opportunity_id"] == SF_ID
+    assert "brief" not in body["body"]
+    assert sidebar.form_fields_disabled() == {True} and not sidebar.el("#look-up").is_enabled()
+
+    # The job's progress names the opportunity; once done, whether its link is on the record.
+    names = [s["name"] for s in sections_js()]
+    opportunity = {"crm": "salesforce", "id": SF_ID, "url": SF_URL, "name": "Fleet telematics"}
+    sidebar.succeed("startJob", {"id": "job_1", "state": "queued"})
+    sidebar.run_timers()
+    sidebar.answer_with_job("pollJob", job("running", [(n, "running") for n in names],
+                                           opportunity=opportunity, writeback=None))
+    assert sidebar.el("#progress-opportunity-text").text == (
+        "From the Salesforce opportunity “Fleet telematics”.")
+    assert sidebar.el("#progress-opportunity-link").get_attribute("href") == SF_URL
+    assert not sidebar.shown("#progress-writeback")
+    sidebar.run_timers()
+    sidebar.answer_with_job("pollJob", job("done", [(n, "done") for n in names],
+                                           opportunity=opportunity,
+                                           writeback={"state": "pending", "attempts": 0}))
+    assert sidebar.el("#progress-message").text == (
+        f"Done: {len(names)} sections written into this deck.")
+    assert sidebar.el("#progress-writeback").text == "Saving the link to Salesforce…"
+    assert sidebar.el("#start").is_enabled(), "the form is free while the link is being saved"
+    assert sidebar.held_timers() == [5000], "the write-back is watched, slower"
+    sidebar.run_timers()
+    sidebar.answer_with_job("pollJob", job("done", [(n, "done") for n in names],
+                                           opportunity=opportunity,
+                                           writeback={"state": "done", "attempts": 1}))
+    assert sidebar.el("#progress-writeback").text == "Link saved on the Salesforce opportunity."
+    assert sidebar.held_timers() == [], "nothing left to watch"
+    assert len(sidebar.calls("pollJob")) == 3
+
+
+def test_fill_looks_up_first_and_a_changed_id_needs_a_new_look_up(open_sidebar):
+    sidebar = open_crm(open_sidebar, crm="hubspot", lastForm={
+        "client": "Typed Co", "source": "crm", "crm": "hubspot", "opportunityId": "77"})
+    assert sidebar.el("#source-pick input[value=crm]").is_selected(), "as last sent from this deck"
+    assert sidebar.el("#crm").get_property("value") == "hubspot"
+    assert sidebar.el("#opportunity-id").get_property("value") == "77"
+    assert sidebar.el("#opportunity-id-hint").text == CRMS[1]["hint"]
+
+    sidebar.click("#start")  # Fill before any look-up: the brief is shown first, nothing starts
+    assert sidebar.calls("startJob") == []
+    assert sidebar.pending("lookUpOpportunity")["args"] == [
+        {"crm": "hubspot", "opportunityId": "77"}]
+    sidebar.answer_look_up(resolved(crm="hubspot", opportunity_id="77", name="Fleet deal",
+                                    url="javascript:alert(1)", missing=[]))
+    assert sidebar.el("#preview-title").text == "Fleet deal"
+    assert not sidebar.shown("#preview-link"), "only https links are shown"
+    assert not sidebar.shown("#preview-missing")
+
+    sidebar.el("#opportunity-id").send_keys("8")  # now 778: the preview is of another record
+    assert not sidebar.shown("#crm-preview")
+    sidebar.el("#opportunity-id").send_keys("\n")  # Enter looks the new id up
+    assert sidebar.calls("startJob") == []
+    assert sidebar.pending("lookUpOpportunity")["args"] == [
+        {"crm": "hubspot", "opportunityId": "778"}]
+
+
+def test_a_look_up_error_is_shown_in_place(open_sidebar):
+    sidebar = open_crm(open_sidebar)
+    sidebar.click("#source-pick input[value=crm]")
+    sidebar.el("#opportunity-id").send_keys(SF_ID)
+    form = {"crm": "salesforce", "opportunityId": SF_ID}
+    sidebar.click("#look-up")
+    sidebar.fail("lookUpOpportunity", sidebar.crm_error(
+        403, {"code": "crm_forbidden", "message": "the Salesforce user may not read Account"},
+        form))
+    box = sidebar.el("#lookup-error")
+    assert box.is_displayed() and box.get_attribute("role") == "alert"
+    assert box.text == ("Deck generator may not read this opportunity in Salesforce: the "
+                        "Salesforce user may not read Account. Ask your Salesforce admin to give "
+                        "deck generator’s Salesforce user access to it.")
+    assert not sidebar.shown("#error") and not sidebar.shown("#crm-preview")
+    assert sidebar.el("#look-up").is_enabled() and sidebar.el("#start").is_enabled()
+    assert sidebar.el("#opportunity-id").get_property("value") == SF_ID, "typing is kept"
+
+    sidebar.click("#look-up")
+    assert not sidebar.shown("#lookup-error"), "a new attempt clears the old message"
+    sidebar.fail("lookUpOpportunity", sidebar.crm_error(
+        503, {"code": "crm_unavailable", "message": "Salesforce answered 503"}, form,
+        retry_after=30))
+    assert sidebar.el("#lookup-error").text == (
+        "Salesforce isn’t answering right now. Try again in 30 seconds.")
+
+    sidebar.click("#look-up")
+    sidebar.answer_look_up(resolved())
+    assert not sidebar.shown("#lookup-error") and sidebar.shown("#crm-preview")
+
+
+def test_a_failed_write_back_says_why(open_sidebar):
+    sidebar = open_crm(open_sidebar, crm="hubspot")
+    sidebar.click("#source-pick input[value=crm]")
+    sidebar.el("#opportunity-id").send_keys("77")
+    sidebar.click("#look-up")
+    sidebar.answer_look_up(resolved(crm="hubspot", opportunity_id="77", url=None))
+    sidebar.click("#start")
+    sidebar.succeed("startJob", {"id": "job_1", "state": "queued"})
+    sidebar.run_timers()
+    names = [s["name"] for s in sections_js()]
+    opportunity = {"crm": "hubspot", "id": "77", "url": None, "name": None}
+    sidebar.answer_with_job("pollJob", job(
+        "done", [(n, "done") for n in names], opportunity=opportunity,
+        writeback={"state": "failed", "attempts": 5,
+                   "error": {"code": "crm_forbidden",
+                             "message": "the HubSpot app may not create notes"}}))
+    assert sidebar.el("#progress-opportunity-text").text == "From the HubSpot deal “77”."
+    assert not sidebar.shown("#progress-opportunity-link")
+    assert sidebar.el("#progress-writeback").text == (
+        "Saving the link to HubSpot failed: the HubSpot app may not create notes. The deck "
+        "itself is filled; add its link to the deal by hand.")
+    assert "writeback-failed" in sidebar.el("#progress-writeback").get_attribute("class")
+    assert sidebar.held_timers() == [] and sidebar.el("#start").is_enabled()
+
+
+def test_the_typed_brief_is_unchanged_when_a_crm_is_offered(open_sidebar):
+    sidebar = open_crm(open_sidebar)
+    sidebar.click("#source-pick input[value=crm]")
+    sidebar.click("#source-pick input[value=typed]")  # there and back
+    assert sidebar.shown("#brief-fields") and not sidebar.shown("#crm-fields")
+    sidebar.el("#contacts").send_keys("Dana Smith — CFO")
+    start_filling(sidebar)
+    assert sidebar.calls("lookUpOpportunity") == []
+    form = sidebar.pending("startJob")["args"][0]
+    assert form["source"] == "typed" and form["client"] == "Harbor Logistics"
+    built = sidebar.js("return window.__server.buildJobBody_(arguments[0], 'deck-1');", form)
+    assert built["errors"] == []
+    assert "crm" not in built["body"] and "opportunity_id" not in built["body"]
+    assert built["body"]["brief"]["client"] == "Harbor Logistics"
+    assert built["body"]["brief"]["contacts"] == [{"name": "Dana Smith", "role": "CFO"}]
+    sidebar.succeed("startJob", {"id": "job_1", "state": "queued"})
+    sidebar.run_timers()
+    sidebar.answer_with_job("pollJob", job("done", [(s["name"], "done") for s in sections_js()]))
+    assert not sidebar.shown("#progress-opportunity") and not sidebar.shown("#progress-writeback")
+    assert sidebar.held_timers() == []

@@ -64,7 +64,7 @@ test('every google.script.run call names a public server-side function', () => {
       names.forEach((n) => called.add(n));
     }
   }
-  assert.deepEqual([...called].sort(), ['cancelJob', 'markSelectedAsSection', 'pollJob', 'saveSettings', 'startJob']);
+  assert.deepEqual([...called].sort(), ['cancelJob', 'lookUpOpportunity', 'markSelectedAsSection', 'pollJob', 'saveSettings', 'startJob']);
   for (const name of called) {
     assert.equal(typeof env.gs[name], 'function', name + ' is defined in a server-side file');
     assert.ok(!name.endsWith('_'), name + ' must not end with _ (private functions cannot be called from the client)');
@@ -133,7 +133,7 @@ test('clasp pushes only the manifest, the server-side .js files and the HTML fil
   const pushable = fs.readdirSync(ROOT).filter((f) => /\.(js|gs|html)$/.test(f));
   assert.deepEqual(
     pushable.filter((f) => f.endsWith('.js') || f.endsWith('.gs')),
-    ['Backend.js', 'Jobs.js', 'Menu.js', 'Sections.js', 'Selection.js', 'Server.js', 'Settings.js', 'Text.js'],
+    ['Backend.js', 'Crm.js', 'Jobs.js', 'Menu.js', 'Sections.js', 'Selection.js', 'Server.js', 'Settings.js', 'Text.js'],
     'the server-side files, one per concern (and Sections.js, generated from prompts/sections.yaml)',
   );
   // Apps Script names a file without its extension: Menu.js and Menu.html could not both exist.

@@ -128,12 +128,13 @@ test('startJob does not remember a brief the backend refused', () => {
   assert.equal(env.docProps.store.DECKGEN_LAST_FORM, undefined);
 });
 
-test('startJob never sends an opportunity id (the backend cannot resolve one yet)', () => {
+test('startJob sends a typed brief, never an opportunity id, unless the form says the brief is from a CRM', () => {
   const env = load();
   env.urlFetch.respond({ status: 202, body: { id: 'job_2', state: 'queued' } });
-  env.gs.startJob(briefForm({ opportunityId: '006Qx00000AbCdE' }));
+  env.gs.startJob(briefForm({ source: 'typed', crm: 'salesforce', opportunityId: '006Qx00000AbCdE' }));
   const { body } = lastCall(env);
   assert.equal('opportunity_id' in body, false);
+  assert.equal('crm' in body, false);
   assert.equal(body.brief.client, 'Acme Corp');
   // An id alone is no brief: the rep is asked for the client, and nothing is sent.
   assert.throws(() => env.gs.startJob({ mode: 'fill', opportunityId: 'opp-1', sections: ['skills'] }), /^Error: Client: enter the client’s name\.$/);

@@ -125,7 +125,7 @@ function makeHtmlOutput(name) {
 
 /**
  * A scripted UrlFetchApp: queue answers with respond(); each is
- * {status, body} (body: object -> JSON, string -> as is) or {throws: message}.
+ * {status, body, headers?} (body: object -> JSON, string -> as is) or {throws: message}.
  * A call with nothing queued fails the test.
  */
 function makeUrlFetch() {
@@ -145,7 +145,7 @@ function makeUrlFetch() {
       return {
         getResponseCode: () => answer.status,
         getContentText: () => text,
-        getHeaders: () => ({ 'Content-Type': 'application/json' }),
+        getHeaders: () => Object.assign({ 'Content-Type': 'application/json' }, answer.headers),
       };
     },
   };
