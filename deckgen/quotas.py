@@ -10,10 +10,18 @@ The interface never sleeps: `try_acquire(principal)` takes a write slot and retu
 takes nothing and returns the seconds until one frees up, so a caller can do other work
 meanwhile. `hold(principal, seconds)` teaches the limiter a 429's Retry-After: nobody writes
 as that principal until it passes. A window is a little longer than Google's minute (one
-second of margin) so request latency can never squeeze 61 writes into Google's minute."""
+second of margin) so request latency can never squeeze 61 writes into Google's minute.
+
+With Redis away the Redis home fails closed: it grants no write and says "ask again in
+AWAY_WAIT seconds", and learns no hold. A generated deck waits in the store for its write,
+holding no worker, and writes resume by themselves when Redis answers, the window's earlier
+writes still counted there. Counting elsewhere meanwhile (the store, this process) could not
+know what Redis counted, so two homes would each grant a full minute's writes: the 429
+storm the shared limit exists to prevent."""
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -27,7 +35,9 @@ if TYPE_CHECKING:
     from deckgen.config import Config
     from deckgen.store.database import Tables
 
+log = logging.getLogger("deckgen.quotas")
 Clock = Callable[[], float]
+AWAY_WAIT = 2.0  # seconds a write waits before asking an unreachable Redis again
 PROJECT = "project"  # the scope every principal's writes also count against
 MARGIN = 1.0  # seconds added to each window: a write's latency never crowds Google's minute
 
@@ -148,29 +158,48 @@ class RedisQuota(WriteQuota):
     """The `limits` library's moving window in Redis, shared by every replica and worker.
     A slot is taken from the principal first, then from the project; when the project is
     full the principal's slot is spent unused (the count errs on the safe side, never
-    over). Holds are Redis keys that expire by themselves. Windows are whole seconds."""
+    over). Holds are Redis keys that expire by themselves. Windows are whole seconds.
+    Unreachable, it grants nothing (see the module's docstring)."""
 
     def __init__(self, url: str, limits: WriteLimits = WriteLimits(),
                  prefix: str = "deckgen-quota") -> None:
-        import redis
         from limits import RateLimitItemPerSecond
-        from limits.storage import RedisStorage
         from limits.strategies import MovingWindowRateLimiter
 
+        from deckgen.limits_store import connect_redis, redis_errors
+
         self.limits, self.prefix = limits, prefix
+        self.errors = redis_errors()
+        self.away = False
         seconds = math.ceil(limits.window)
-        self.storage = RedisStorage(url, key_prefix=prefix)
+        self.redis, self.storage = connect_redis(url, prefix)
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.principal_item = RateLimitItemPerSecond(limits.per_principal, seconds,
                                                      namespace="slides-writes")
         self.project_item = RateLimitItemPerSecond(limits.per_project, seconds,
                                                    namespace="slides-writes")
-        self.redis = redis.Redis.from_url(url)
 
     def _hold_key(self, principal: str) -> str:
         return f"{self.prefix}:hold:{principal}"
 
     def try_acquire(self, principal: str, batch: bool = False) -> float:
+        try:
+            wait = self._try_acquire(principal, batch)
+        except self.errors as exc:
+            self._gone("no Slides write is granted", exc)
+            return AWAY_WAIT
+        if self.away:
+            self.away = False
+            log.warning("Redis answers again: Slides writes are counted there again")
+        return wait
+
+    def _gone(self, what: str, exc: BaseException) -> None:
+        if not self.away:
+            self.away = True
+            log.warning("Redis is away (%s: %s): %s until it is back", type(exc).__name__,
+                        exc, what)
+
+    def _try_acquire(self, principal: str, batch: bool) -> float:
         held_ms = int(cast(Any, self.redis.pttl(self._hold_key(principal))))
         if held_ms > 0:
             return held_ms / 1000
@@ -199,9 +228,12 @@ class RedisQuota(WriteQuota):
 
     def hold(self, principal: str, seconds: float) -> None:
         key, ms = self._hold_key(principal), max(int(seconds * 1000), 1)
-        # keep the longer of an existing hold and this one
-        if int(cast(Any, self.redis.pttl(key))) < ms:
-            self.redis.set(key, "1", px=ms)
+        try:
+            # keep the longer of an existing hold and this one
+            if int(cast(Any, self.redis.pttl(key))) < ms:
+                self.redis.set(key, "1", px=ms)
+        except self.errors as exc:  # no write is granted while it is away anyway
+            self._gone("a 429's hold is not recorded", exc)
 
     def close(self) -> None:
         self.redis.close()

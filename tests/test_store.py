@@ -17,7 +17,10 @@ def store(request, tmp_path):
 
 
 def test_migrations_are_idempotent(store):
-    assert store.migrate() == store.migrate() == len(MIGRATIONS) == 6
+    assert store.migrate() == store.migrate() == len(MIGRATIONS)
+    with store.tx(readonly=True) as cur:
+        cur.execute("SELECT version FROM schema_version")
+        assert [r["version"] for r in cur.fetchall()] == [len(MIGRATIONS)]
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path):

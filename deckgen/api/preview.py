@@ -21,7 +21,7 @@ from deckgen.errors import DeckgenError
 bp = Blueprint("preview", __name__)
 # failures that say a route is away right now, not that this request was wrong
 ROUTE_AWAY = {"route_unavailable", "model_unavailable", "rate_limited", "quota_exhausted",
-              "model_crashed"}
+              "model_crashed", "route_saturated"}
 
 
 class PreviewFailed(DeckgenError):

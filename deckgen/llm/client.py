@@ -46,6 +46,12 @@ class Transient(ModelError):
     code = "model_unavailable"
 
 
+class TimedOut(Transient):
+    """The server took longer than the route's timeout (DECKGEN_SECTION_TIMEOUT): it hangs
+    or is overloaded. Not retried on the same route, which would only multiply the wait;
+    counted by the breaker, then the next route."""
+
+
 class RouteDown(ModelError):
     """The route's server is gone (the embedded llama.cpp process died): no retry can help,
     so the route is marked down and every section fails over, or fails, at once."""
@@ -104,6 +110,11 @@ def _classify(route: str, model: str, exc: openai.APIStatusError) -> ModelError:
     return ModelError(text)
 
 
+def _seconds(timeout: Any) -> str:
+    read = getattr(timeout, "read", timeout)
+    return f"{read:g}" if isinstance(read, int | float) else str(read)
+
+
 @dataclass
 class Completion:
     text: str
@@ -159,8 +170,9 @@ class ModelRoute:
         except openai.APITimeoutError as exc:
             if self.crashed and (why := self.crashed()):
                 raise RouteDown(why) from exc
-            raise Transient(f"the {self.name} model ({self.model}) timed out (it is running, "
-                            f"but slow)") from exc
+            raise TimedOut(f"the {self.name} model ({self.model}) timed out after "
+                           f"{_seconds(self.client.timeout)}s (it is running, but slow)") \
+                from exc
         except openai.APIConnectionError as exc:
             if self.crashed and (why := self.crashed()):
                 raise RouteDown(why) from exc

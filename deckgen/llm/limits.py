@@ -2,15 +2,28 @@
 concurrency cap, a circuit breaker and a quota cool-down.
 
 Pacing keeps a batch from provoking 429s in the first place; the breaker keeps a dead
-self-hosted server from costing every section its full retry budget. All of it takes the
-clock and sleep as arguments so its timing is exact in tests."""
+self-hosted server from costing every section its full retry budget. `Pacer` counts in this
+process (the single-process default); `SharedPacer` counts where every replica and worker
+sees it (Redis or the PostgreSQL store, deckgen/limits_store.py) and paces with a `Pacer` of
+its own while that home is away. Either waits only until a deadline it is given, then says
+so (`Saturated`), and a 429's Retry-After holds the route for every caller. All of it takes
+the clock and sleep as arguments so its timing is exact in tests."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from deckgen.errors import ModelError
+
+if TYPE_CHECKING:
+    from deckgen.limits_store import RouteHome
+
+log = logging.getLogger("deckgen.router")
+POLL = 0.1  # seconds between asks for a shared in-flight slot (leases free at no set time)
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 
@@ -37,6 +50,13 @@ class TokenBucket:
         return 0.0 if self.level >= 0 else -self.level / self.rate
 
 
+class Saturated(ModelError):
+    """The route's pacing would keep this call waiting past its deadline: the next route
+    is tried (or the section fails saying so) instead of a thread sleeping on and on."""
+
+    code = "route_saturated"
+
+
 class Pacer:
     """Requests per minute, tokens per minute and in-flight requests for one route."""
 
@@ -48,20 +68,122 @@ class Pacer:
         self.lock = threading.Lock()
         self.sleep = sleep
         self.clock = clock
+        self.held_until = 0.0
 
-    def acquire(self, tokens: int) -> float:
-        """Block until this request may go; returns the seconds spent waiting."""
+    def acquire(self, tokens: int, until: float | None = None) -> float:
+        """Block until this request may go; returns the seconds spent waiting. With `until`
+        (a time on the clock), raise Saturated instead of waiting past it."""
         start = self.clock()
         with self.lock:
             wait = max(self.requests.delay(1) if self.requests else 0.0,
-                       self.tokens.delay(tokens) if self.tokens else 0.0)
+                       self.tokens.delay(tokens) if self.tokens else 0.0,
+                       self.held_until - start)
+            if until is not None and start + wait > until:
+                self._refund(tokens)
+                raise Saturated(f"the route's pacing would hold this call {wait:.0f}s, past "
+                                "its deadline")
         if wait > 0:
             self.sleep(wait)
-        self.slots.acquire()
+        if until is None:
+            self.slots.acquire()
+        elif not self.slots.acquire(timeout=max(until - self.clock(), 0.0)):
+            raise Saturated("every in-flight slot of the route stayed taken until the "
+                            "call's deadline")
         return self.clock() - start
+
+    def _refund(self, tokens: int) -> None:
+        if self.requests:
+            self.requests.level += 1
+        if self.tokens:
+            self.tokens.level += min(tokens, self.tokens.capacity)
 
     def release(self) -> None:
         self.slots.release()
+
+    def hold(self, seconds: float) -> None:
+        """No request before `seconds` from now (a 429's Retry-After)."""
+        with self.lock:
+            self.held_until = max(self.held_until, self.clock() + seconds)
+
+
+class SharedPacer:
+    """A route's pacing counted in a shared home (Redis or the PostgreSQL store): requests
+    and tokens per minute over a moving window, and a concurrency cap as leases. While the
+    home cannot be reached, this process paces alone with `local` (logged once), so an
+    outage of the limiter's home slows nothing down to a stop; a 429 from the model server
+    still backs the call off."""
+
+    def __init__(self, home: RouteHome, scope: str, rpm: int | None, tpm: int | None,
+                 concurrency: int, lease_seconds: float, local: Pacer, clock: Clock,
+                 sleep: Sleep) -> None:
+        self.home, self.scope = home, scope
+        self.rpm, self.tpm, self.concurrency = rpm, tpm, concurrency
+        self.lease_seconds = lease_seconds
+        self.local, self.clock, self.sleep = local, clock, sleep
+        self.away = False
+        self._mine = threading.local()  # this thread's lease, or "local"
+
+    def acquire(self, tokens: int, until: float | None = None) -> float:
+        """Wait for a shared in-flight slot and room in the shared windows, at most until
+        `until` (Saturated past it); the seconds waited. A slot is not held while the
+        window is full, so it never blocks a call that could go."""
+        start = self.clock()
+        while True:
+            try:
+                lease = self.home.lease(self.scope, self.concurrency, self.lease_seconds)
+                wait = POLL
+                if lease is not None:
+                    wait = self.home.take(self.scope, self.rpm, self.tpm, tokens)
+                    if wait <= 0:
+                        self._back()
+                        self._mine.lease = lease
+                        return self.clock() - start
+                    self.home.release(self.scope, lease)
+            except Exception as exc:  # noqa: BLE001 - any failure of the home: pace alone
+                self._gone(exc)
+                waited = self.local.acquire(tokens, until)
+                self._mine.lease = "local"
+                return self.clock() - start + waited
+            if until is not None and self.clock() + wait > until:
+                raise Saturated(
+                    f"the route's shared limits ({self._limits()}) would hold this call "
+                    f"past its deadline; waited {self.clock() - start:.1f}s")
+            self.sleep(wait)
+
+    def release(self) -> None:
+        lease, self._mine.lease = getattr(self._mine, "lease", None), None
+        if lease == "local":
+            self.local.release()
+        elif lease:
+            try:
+                self.home.release(self.scope, lease)
+            except Exception as exc:  # noqa: BLE001 - the lease expires by itself
+                self._gone(exc)
+
+    def hold(self, seconds: float) -> None:
+        """Every process waits `seconds` before its next call on the route (a 429)."""
+        self.local.hold(seconds)
+        try:
+            self.home.hold(self.scope, seconds)
+        except Exception as exc:  # noqa: BLE001 - this process still holds
+            self._gone(exc)
+
+    def _limits(self) -> str:
+        parts = [f"{self.rpm} requests/min" if self.rpm else "",
+                 f"{self.tpm} tokens/min" if self.tpm else "",
+                 f"{self.concurrency} in flight"]
+        return ", ".join(p for p in parts if p)
+
+    def _gone(self, exc: Exception) -> None:
+        if not self.away:
+            self.away = True
+            log.warning("route limits for %s cannot be shared (%s: %s); pacing in this "
+                        "process until they can", self.scope, type(exc).__name__, exc)
+
+    def _back(self) -> None:
+        if self.away:
+            self.away = False
+            log.warning("route limits for %s are shared again", self.scope)
 
 
 @dataclass

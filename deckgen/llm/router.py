@@ -31,9 +31,10 @@ from deckgen.llm.client import (
     QuotaExhausted,
     RateLimited,
     RouteDown,
+    TimedOut,
     Transient,
 )
-from deckgen.llm.limits import Breaker, Clock, Cooldown, Pacer, Sleep
+from deckgen.llm.limits import Breaker, Clock, Cooldown, Pacer, Saturated, SharedPacer, Sleep
 from deckgen.llm.local import LlamaCounter, LocalServer
 from deckgen.llm.policy import (
     EXTERNAL_ROUTES,
@@ -49,6 +50,7 @@ from deckgen.llm.tokens import TiktokenCounter
 
 if TYPE_CHECKING:
     from deckgen.config import Config
+    from deckgen.limits_store import RouteHome
 
 T = TypeVar("T")
 
@@ -63,7 +65,7 @@ class Unavailable(ModelError):
 
 
 # Errors after which the next route in the plan is tried.
-FAILOVER = (Transient, RateLimited, QuotaExhausted, Unavailable, RouteDown)
+FAILOVER = (Transient, RateLimited, QuotaExhausted, Unavailable, RouteDown, Saturated)
 
 
 @dataclass
@@ -93,7 +95,7 @@ class CallStats:
 @dataclass
 class Slot:
     route: ModelRoute
-    pacer: Pacer
+    pacer: Pacer | SharedPacer
     breaker: Breaker
     quota: Cooldown
     down: str | None = None  # why the route's server died; set once, never retried
@@ -164,6 +166,10 @@ class Router:
     clock: Clock = time.monotonic
     sleep: Sleep = time.sleep
     on_close: Callable[[], None] | None = None
+    # where pacing is counted when every process must see it (deckgen/limits_store.py);
+    # None: this process alone. A lease outlives its call by `lease_seconds` at most.
+    home: RouteHome | None = None
+    lease_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         self._slots: dict[str, Slot] = {}
@@ -171,9 +177,19 @@ class Router:
 
     @classmethod
     def from_config(cls, config: Config) -> Router:
+        from deckgen.limits_store import open_route_home
+
         models = Models(config)
+        home = open_route_home(config.redis_url, config.database_url)
+
+        def close() -> None:
+            models.close()
+            if home is not None:
+                home.close()
+
         return cls(models.build, models.configured(), config.retry, config.limits,
-                   config.route_table, on_close=models.close)
+                   config.route_table, on_close=close, home=home,
+                   lease_seconds=config.section_timeout + 30)
 
     def resolve(self, requested: str) -> str:
         """The route name a request for `requested` starts on."""
@@ -224,9 +240,17 @@ class Router:
         with self._lock:
             if name not in self._slots:
                 limits = self.limits.get(name) or RouteLimits(None, None, 8)
+                route = self.build(name)
+                local = Pacer(limits.rpm, limits.tpm, limits.concurrency, self.clock,
+                              self.sleep)
+                pacer: Pacer | SharedPacer = local
+                if self.home is not None:
+                    pacer = SharedPacer(self.home, shared_scope(route), limits.rpm, limits.tpm,
+                                        limits.concurrency, self.lease_seconds, local,
+                                        self.clock, self.sleep)
                 self._slots[name] = Slot(
-                    self.build(name),
-                    Pacer(limits.rpm, limits.tpm, limits.concurrency, self.clock, self.sleep),
+                    route,
+                    pacer,
                     Breaker(self.policy.breaker_failures, self.policy.breaker_cooldown,
                             self.clock),
                     Cooldown(self.clock, probe_every=self.policy.quota_probe),
@@ -272,6 +296,8 @@ class Router:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, Transient) and transient > policy.server_retries:
                 return True
+            if isinstance(exc, TimedOut):  # a hung server hangs again: no second wait
+                return True
             if slot.breaker.state() == "open":
                 return True
             return self.clock() - start + (state.upcoming_sleep or 0) > policy.deadline
@@ -295,7 +321,8 @@ class Router:
                             reraise=True)
         for attempt in retrying:
             with attempt:
-                stats.wait_seconds += slot.pacer.acquire(prompt_tokens + max_tokens)
+                stats.wait_seconds += slot.pacer.acquire(prompt_tokens + max_tokens,
+                                                         until=start + policy.deadline)
                 stats.attempts += 1
                 try:
                     if slot.down:  # it died while this call waited for its turn
@@ -311,6 +338,10 @@ class Router:
                 except QuotaExhausted:
                     slot.quota.mark(policy.quota_cooldown)
                     raise
+                except RateLimited as exc:
+                    if exc.retry_after:  # every caller of the route waits as long
+                        slot.pacer.hold(exc.retry_after)
+                    raise
                 finally:
                     slot.pacer.release()
                 slot.breaker.success()
@@ -321,6 +352,15 @@ class Router:
     def close(self) -> None:
         if self.on_close:
             self.on_close()
+
+
+def shared_scope(route: ModelRoute) -> str:
+    """Whose limits a route's calls count against, for every process: the route at its
+    endpoint and model (two deckgens on one OpenAI endpoint share its limits)."""
+    import hashlib
+
+    where = f"{route.client.base_url}|{route.model}".encode()
+    return f"{route.name}:{hashlib.sha256(where).hexdigest()[:12]}"
 
 
 __all__ = ["CallStats", "FAILOVER", "Models", "NoRoute", "Router", "Served", "Unavailable",
