@@ -11,7 +11,8 @@ no longer matches its fingerprint was edited by a person and is left alone.
 The deck is read once (`presentations.get` with a fields mask), the edits are planned, and
 sent as one `presentations.batchUpdate` with `writeControl.requiredRevisionId` from the read,
 so a deck is never half-written and a concurrent human edit is never overwritten blindly: on
-a revision conflict the deck is read and the edits re-planned (bounded).
+a revision conflict the deck is read and the edits re-planned (bounded). The same batch puts
+each filled section's sources into its slide's speaker notes (slides_notes.py).
 
 This module holds the SlidesWriter and its HTTP (retries, Google's errors in plain words,
 credentials); finding the boxes and building the requests is slides_plan.py."""
@@ -152,13 +153,15 @@ class SlidesWriter:
             self.slides.presentations().get(presentationId=presentation_id, fields=FIELDS),
             f"the deck {presentation_id}"))
 
-    def write(self, presentation_id: str, deck: DeckContent, keep_edits: bool = False
-              ) -> SlidesReport:
+    def write(self, presentation_id: str, deck: DeckContent, keep_edits: bool = False,
+              sources: bool = True) -> SlidesReport:
+        """Fill the deck in one atomic batchUpdate; `sources`: each filled slide's speaker
+        notes list the brief's words behind each item (the rep's own notes stay)."""
         start_calls = self.calls
         conflicts = 0
         while True:
             presentation = self.read(presentation_id)
-            requests, report = plan_edits(presentation, deck, keep_edits)
+            requests, report = plan_edits(presentation, deck, keep_edits, sources)
             if not requests:
                 report.api_calls = self.calls - start_calls
                 return report

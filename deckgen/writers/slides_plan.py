@@ -24,6 +24,7 @@ from deckgen.writers.slides_marks import (
     slides_paragraphs,
     slides_text,
 )
+from deckgen.writers.slides_notes import plan_sources
 
 TAG = re.compile(r"^deckgen:([a-z_][a-z0-9_]*)(\.title)?(?:\s+#([0-9a-f]{12}))?\s*$")
 BULLET_PRESET = "BULLET_DISC_CIRCLE_SQUARE"
@@ -59,6 +60,7 @@ class SlidesReport:
     api_calls: int = 0
     revision_id: str = ""
     conflicts: int = 0
+    sources: list[str] = field(default_factory=list)  # sections whose notes list sources
     # what people did with deckgen's last fill, read from the tags' fingerprints:
     # {"section", "part", "state": "kept" | "edited", "text"}
     feedback: list[dict[str, str]] = field(default_factory=list)
@@ -191,9 +193,11 @@ def _fields(style: dict[str, Any]) -> str:
     return ",".join(sorted(style))
 
 
-def plan_edits(presentation: dict[str, Any], deck: DeckContent, keep_edits: bool = False
-               ) -> tuple[list[dict[str, Any]], SlidesReport]:
-    """The batchUpdate requests that put `deck` into `presentation`, and what they do."""
+def plan_edits(presentation: dict[str, Any], deck: DeckContent, keep_edits: bool = False,
+               sources: bool = True) -> tuple[list[dict[str, Any]], SlidesReport]:
+    """The batchUpdate requests that put `deck` into `presentation`, and what they do.
+    `sources`: each filled slide's speaker notes list the brief's words behind each item
+    (slides_notes.py); off, the notes are left alone."""
     pid = presentation["presentationId"]
     report = SlidesReport(pid, deck_url(pid), revision_id=presentation.get("revisionId", ""))
     targets, facts = find_targets(presentation)
@@ -215,6 +219,8 @@ def plan_edits(presentation: dict[str, Any], deck: DeckContent, keep_edits: bool
         guess = did_you_mean(section, names)
         if "did you mean" in guess:
             report.warnings.append(f"unknown token {guess}")
+    filled_boxes: list[tuple[str, str]] = []  # (section, body box) written this time
+    touched: set[str] = set()  # every shape (speaker notes too) this batch rewrites
     for target in targets:
         if target.tagged and target.fingerprint:
             edited = fingerprint(target.text) != target.fingerprint
@@ -232,8 +238,15 @@ def plan_edits(presentation: dict[str, Any], deck: DeckContent, keep_edits: bool
             continue
         requests += _replace(target, result) if target.scope == "box" else \
             _replace_token(target, result)
+        touched.add(target.object_id)
+        if target.part == "body" and target.where != "notes":
+            filled_boxes.append((target.section, target.object_id))
         if target.part == "body" and target.section not in report.filled:
             report.filled.append(target.section)
+    if sources:
+        notes = plan_sources(presentation, filled_boxes, results, touched, keep_edits)
+        requests += notes.requests
+        report.sources, report.warnings = notes.written, report.warnings + notes.warnings
     facts_values = {"client": deck.brief.client, "industry": deck.brief.industry,
                     "opportunity": deck.brief.opportunity,
                     "date": dt.date.today().strftime("%d %B %Y")}
