@@ -18,7 +18,7 @@ RUN mkdir -p /llama && PYTHON=python scripts/build_llama.sh /llama > /llama/wher
 COPY setup.cfg pyproject.toml README.md ./
 COPY deckgen ./deckgen
 RUN pip wheel --wheel-dir /wheels --find-links "$(cat /llama/where)" \
-    --only-binary llama-cpp-python .
+    --only-binary llama-cpp-python '.[crm]'
 
 # --- run -----------------------------------------------------------------------------
 FROM python:3.11-slim
@@ -27,7 +27,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 curl \
     && useradd --create-home --uid 10001 deckgen \
     && mkdir /data && chown deckgen /data
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links /wheels deckgen && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index --find-links /wheels 'deckgen[crm]' && rm -rf /wheels
 WORKDIR /app
 COPY prompts ./prompts
 COPY examples ./examples

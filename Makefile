@@ -23,7 +23,7 @@ $(BASE): setup.cfg pyproject.toml scripts/build_llama.sh
 	touch $@
 
 $(STAMP): $(BASE)
-	$(BIN)/python -m pip install --progress-bar off $(PIP_LLAMA) -e '.[dev,eval,train]'
+	$(BIN)/python -m pip install --progress-bar off $(PIP_LLAMA) -e '.[dev,eval,train,crm]'
 	touch $@
 
 install: $(STAMP)

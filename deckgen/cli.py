@@ -18,8 +18,12 @@ from deckgen.llm.policy import ROUTES
 
 # Imported where used, so `deckgen --help` does not pay for openai, Flask or Google's client.
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from deckgen.config import Config
     from deckgen.content import DeckContent, SectionResult
+    from deckgen.deck import Generator
+    from deckgen.evaluation import Variant
     from deckgen.sections import SectionSpec
 
 
@@ -71,7 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a folder of prompt files that replace the default ones "
                     "(e.g. prompts/variants/plain); repeatable")
     ev.add_argument("--sections", help="comma-separated sections (default: all)")
-    ev.add_argument("--limit", type=int, help="use only the first N cases")
+    ev.add_argument("--limit", type=int, help="use only the first N cases (with --replay: "
+                    "the N newest recorded briefs)")
+    ev.add_argument("--replay", action="store_true",
+                    help="re-run the briefs production recorded (DECKGEN_DATABASE_URL) through "
+                         "--routes / --prompts-variant and compare old and new side by side; "
+                         "confidential briefs only on internal routes")
+    ev.add_argument("--since", metavar="DATE", type=_since,
+                    help="with --replay: briefs generated since DATE (YYYY-MM-DD or ISO time, "
+                         "UTC)")
     ev.add_argument("--out", type=Path, default=Path("report"), help="report folder")
 
     data = sub.add_parser("dataset", help="fine-tuning data")
@@ -106,7 +118,39 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key; it stops working on the next "
                                  "request, on every replica")
     revoke.add_argument("key", metavar="NAME_OR_ID")
+    add_schedules_parser(sub)
     return parser
+
+
+def add_schedules_parser(sub: argparse._SubParsersAction) -> None:
+    """`deckgen schedules ...`: regenerate sets of decks on cron text (deckgen/schedules.py)."""
+    sched = sub.add_parser("schedules", help="regenerate sets of decks on a schedule")
+    sched_sub = sched.add_subparsers(dest="schedules_command", required=True)
+    add = sched_sub.add_parser("add", help="add a schedule; prints its id")
+    add.add_argument("name", help="a name for it, unique per owner")
+    add.add_argument("--cron", required=True, help='five-field cron text: minute hour '
+                     'day-of-month month day-of-week, e.g. "0 6 * * 1" (Mondays at 06:00)')
+    add.add_argument("--items", type=Path, required=True, metavar="FILE.json",
+                     help='the decks: a JSON list of {"presentation_id", "brief"} (or '
+                     '{"presentation_id", "crm", "opportunity_id"}), or a whole source '
+                     '{"items": [...]} or {"crm_query": {"crm": ..., '
+                     '"changed_since_last_run": true}}')
+    add.add_argument("--timezone", default="UTC", help="IANA time zone of the cron text "
+                     "(default UTC)")
+    add.add_argument("--route", choices=ROUTES, default="auto")
+    add.add_argument("--sections", help="comma-separated sections (default: all)")
+    add.add_argument("--keep-edits", action="store_true",
+                     help="leave alone sections a person edited since the last fill")
+    add.add_argument("--no-archive", action="store_true",
+                     help="do not copy each deck before updating it")
+    add.add_argument("--owner", default="operator", help="whose schedule it is: key:NAME "
+                     "makes it that API key's (listed and managed over the API too); "
+                     "default operator")
+    sched_sub.add_parser("list", help="every schedule: id, name, cron, next run, state")
+    for verb, what in (("remove", "forget a schedule (the batches it made stay)"),
+                       ("pause", "stop a schedule firing until it is resumed"),
+                       ("resume", "let a paused schedule fire again from its next slot")):
+        sched_sub.add_parser(verb, help=what).add_argument("schedule_id", metavar="ID")
 
 
 class ProgressPrinter:
@@ -260,9 +304,15 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
                          **route_options(config, variant_cases))
 
     judge = None
+    if args.since is not None and not args.replay:
+        raise ConfigError("--since goes with --replay")
+    if args.replay and args.judge:
+        raise ConfigError("--judge does not apply to --replay")
     try:
         for route in routes + ([args.judge] if args.judge else []):
             router.route(router.resolve(route))  # configuration errors before any work
+        if args.replay:
+            return _replay(args, config, variants, generator_for, wanted)
         if args.judge:
             from deckgen.judge import Judge
 
@@ -274,6 +324,26 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
         router.close()
     paths = write_report(report, args.out)
     print(summary_table(report))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _replay(args: argparse.Namespace, config: Config, variants: list[Variant],
+            generator_for: Callable[[Variant], Generator], wanted: list[str] | None) -> int:
+    """`deckgen eval --replay`: deckgen/replay.py on the store's recorded briefs."""
+    from deckgen.container import open_store
+    from deckgen.replay import replay_command, replay_table
+
+    store = open_store(config)
+    try:
+        report, paths, line = replay_command(
+            store, config.privacy, variants, generator_for, since=args.since,
+            limit=args.limit, sections=wanted, prices=config.prices, out=args.out,
+            progress=lambda text: print(text, file=sys.stderr, flush=True))
+    finally:
+        store.close()
+    print(replay_table(report))
+    print(line, file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -365,6 +435,54 @@ def cmd_keys(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_schedules(args: argparse.Namespace, config: Config) -> int:
+    import json
+
+    from deckgen.container import open_store
+    from deckgen.schedules import add_schedule, next_run
+    from deckgen.sections import load_specs
+
+    def when(at: float | None) -> str:
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at)) if at else "-"
+
+    store = open_store(config)
+    try:
+        command = args.schedules_command
+        if command == "add":
+            try:
+                source = json.loads(args.items.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise DeckgenError(f"cannot read the items file {args.items}: {exc}") from None
+            wanted = [s.strip() for s in args.sections.split(",") if s.strip()] \
+                if args.sections else None
+            schedule = add_schedule(
+                store, args.owner, args.name, args.cron,
+                {"items": source} if isinstance(source, list) else source,
+                timezone=args.timezone, route=args.route, sections=wanted,
+                keep_edits=args.keep_edits, archive=not args.no_archive,
+                specs=load_specs(config.prompts_dir))
+            print(schedule.id)
+            print(f"deckgen: schedule {schedule.name!r} first runs {when(schedule.next_run_at)}",
+                  file=sys.stderr)
+        elif command == "list":
+            for s in store.list_schedules():
+                decks = len(s.source["items"]) if "items" in s.source else "crm query"
+                print(f"{s.id}  {s.name}  {s.cron!r} {s.timezone}  next {when(s.next_run_at)}"
+                      f"  last {when(s.last_run_at)}  decks {decks}  owner {s.owner}"
+                      + ("  PAUSED" if s.paused else ""))
+        elif command == "remove":
+            store.delete_schedule(args.schedule_id)
+            print(f"deckgen: removed schedule {args.schedule_id}", file=sys.stderr)
+        else:
+            schedule = store.get_schedule(args.schedule_id)
+            following = next_run(schedule.cron, schedule.timezone, time.time())
+            store.pause_schedule(args.schedule_id, command == "pause", following)
+            print(f"deckgen: {command}d schedule {args.schedule_id}", file=sys.stderr)
+    finally:
+        store.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -372,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
 
         config = Config.from_env()
         command = {"generate": cmd_generate, "eval": cmd_eval, "dataset": cmd_dataset,
-                   "serve": cmd_serve, "keys": cmd_keys, "jobs": cmd_jobs}
+                   "serve": cmd_serve, "keys": cmd_keys, "jobs": cmd_jobs,
+                   "schedules": cmd_schedules}
         return command[args.command](args, config)
     except DeckgenError as exc:
         print(f"deckgen: error: {exc.message}", file=sys.stderr)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deckgen.crm.directory import CrmSettings
 from deckgen.errors import ConfigError
 from deckgen.llm.policy import (
     DEFAULT_LIMITS,
@@ -176,6 +177,34 @@ def parse_prices(raw: str) -> dict[str, tuple[float, float]]:
     return prices
 
 
+TICK_SECONDS = 15.0  # DECKGEN_SCHEDULE_TICK: how often each replica looks for due schedules
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """Scheduled regeneration (deckgen/schedules.py) and archive-first (deckgen/archive.py)."""
+
+    tick_seconds: float = TICK_SECONDS
+    archive_folder_id: str | None = None  # where archive copies go; else beside the deck
+    report_url: str | None = None  # where failures of scheduled jobs are POSTed
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ScheduleSettings:
+        raw = env.get("DECKGEN_SCHEDULE_TICK") or str(TICK_SECONDS)
+        try:
+            tick = float(raw)
+        except ValueError:
+            raise ConfigError(f"DECKGEN_SCHEDULE_TICK must be a number of seconds, got "
+                              f"{raw!r}") from None
+        if not 0 < tick <= 3600:
+            raise ConfigError(f"DECKGEN_SCHEDULE_TICK must be above 0 and at most 3600 "
+                              f"seconds, got {raw}")
+        url = env.get("DECKGEN_SCHEDULE_REPORT_URL") or None
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"DECKGEN_SCHEDULE_REPORT_URL must be an http(s) URL, got {url!r}")
+        return cls(tick, env.get("DECKGEN_ARCHIVE_FOLDER_ID") or None, url)
+
+
 @dataclass(frozen=True)
 class Config:
     prompts_dir: Path = ROOT / "prompts"
@@ -244,6 +273,10 @@ class Config:
     # the grounding guard (deckgen/guard.py) and the brief's supporting words in the notes
     grounding: bool = True
     sources_in_notes: bool = True
+    # the CRM door: Salesforce / HubSpot credentials, field mappings, webhook secrets
+    crm: CrmSettings = field(default_factory=CrmSettings)
+    # schedules: tick, archive folder, where failures are reported
+    schedules: ScheduleSettings = field(default_factory=ScheduleSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -314,6 +347,8 @@ class Config:
             grounding=_flag(env, "DECKGEN_GROUNDING", True),
             sources_in_notes=_flag(env, "DECKGEN_SOURCES_IN_NOTES", True),
             prices=parse_prices(env.get("DECKGEN_PRICES", "")),
+            crm=CrmSettings.from_env(env),
+            schedules=ScheduleSettings.from_env(env),
         )
 
 

@@ -20,6 +20,7 @@ from deckgen.prompts import PromptRenderer
 from deckgen.sections import load_specs
 
 if TYPE_CHECKING:
+    from deckgen.crm.directory import CrmDirectory
     from deckgen.store import Store
 
 
@@ -60,6 +61,7 @@ class Container:
     generator: Generator
     filler: Filler
     _store: Store | None = field(default=None, repr=False)
+    _crm: CrmDirectory | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, config: Config | None = None, *, router: Router | None = None,
@@ -74,6 +76,15 @@ class Container:
         if self._store is None:
             self._store = open_store(self.config)
         return self._store
+
+    @property
+    def crm(self) -> CrmDirectory:
+        """The CRMs this server reads opportunities from (built on first use)."""
+        if self._crm is None:
+            from deckgen.crm.directory import CrmDirectory
+
+            self._crm = CrmDirectory(self.config.crm)
+        return self._crm
 
     def close(self) -> None:
         self.router.close()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deckgen.archive import archive_first
 from deckgen.boxes import Box
 from deckgen.brief import Brief
 from deckgen.content import DeckContent
@@ -61,6 +62,10 @@ class SlidesTarget:
     title: str | None = None
     keep_edits: bool = False
     user_token: str | None = None
+    # archive first (deckgen/archive.py): copy the deck before writing it, into this Drive
+    # folder (else beside it); a section that failed leaves the deck untouched
+    archive: bool = False
+    archive_folder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class Filled:
     kept: list[str] = field(default_factory=list)
     api_calls: int = 0
     feedback: list[dict[str, str]] = field(default_factory=list)
+    archive_id: str | None = None  # the copy of the deck as it was before this write
 
     @property
     def overflowing(self) -> list[str]:
@@ -304,8 +310,12 @@ class Filler:
             presentation_id = writer.copy_template(target.template_id, target.title)
             if on_copied:
                 on_copied(presentation_id)
-        self.slides.pace(target.user_token)
-        slides = writer.write(presentation_id, deck, keep_edits=target.keep_edits)
+        with archive_first(writer, presentation_id, deck, target.archive_folder,
+                           enabled=target.archive and bool(target.presentation_id)) as archived:
+            self.slides.pace(target.user_token)
+            slides = writer.write(presentation_id, deck, keep_edits=target.keep_edits,
+                                  sources=prepared.request.sources)
+        filled.archive_id = archived
         filled.path, filled.presentation_id = deck_url(slides.presentation_id), \
             slides.presentation_id
         filled.warnings += [w for w in slides.warnings if "no box marked" not in w]

@@ -16,6 +16,8 @@ A .pptx is written by the worker that generated it: no shared limit to wait for.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -27,8 +29,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deckgen.archive import FailureReporter
 from deckgen.brief import parse_brief
-from deckgen.config import JOB_HEARTBEAT_SECONDS
+from deckgen.config import JOB_HEARTBEAT_SECONDS, ScheduleSettings
 from deckgen.content import DeckContent, SectionResult
 from deckgen.errors import DeckgenError
 from deckgen.fill import (
@@ -47,6 +50,7 @@ from deckgen.store import Job, Store
 
 if TYPE_CHECKING:
     from deckgen.container import Container
+    from deckgen.crm.directory import CrmDirectory
 
 __all__ = ["JobRunner", "SlidesAccess", "initial_progress", "make_runner", "section_progress"]
 
@@ -69,6 +73,11 @@ def section_progress(result: SectionResult) -> dict[str, Any]:
             "grounding": result.grounding, "flagged": result.status == "ungrounded"}
 
 
+def render_title(pattern: str, name: str, client: str) -> str:
+    """A deck title from a pattern naming {name} (the opportunity) and {client}."""
+    return pattern.replace("{name}", name).replace("{client}", client)[:2000]
+
+
 def brief_hash(brief: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(brief, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -81,7 +90,8 @@ class JobRunner:
                  output_dir: Path, workers: int = 2, poll_seconds: float = 0.5,
                  stale_after: float = 60.0, heartbeat_seconds: float = 5.0,
                  on_finish: Callable[[Job, DeckContent | None], None] | None = None,
-                 dispatch: Callable[[str], None] | None = None) -> None:
+                 dispatch: Callable[[str], None] | None = None,
+                 archive_folder: str | None = None) -> None:
         self.store, self.filler = store, filler
         self.generator = filler.generator
         self.slides = filler.slides
@@ -98,6 +108,12 @@ class JobRunner:
         self._waits_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # the CRMs a job naming an opportunity instead of a brief is read from
+        self.crm: CrmDirectory | None = None
+        self.sources = True  # each item's supporting words in the speaker notes
+        # archive first (deckgen/archive.py): where a job asking for it copies its deck
+        self.archive_folder = archive_folder
+        self.on_stop: list[Callable[[], None]] = []  # what stops with the workers (the ticker)
 
     @property
     def started(self) -> bool:
@@ -119,6 +135,8 @@ class JobRunner:
         self._threads.append(sweeper)
 
     def stop(self, timeout: float = 5.0) -> None:
+        for stop in self.on_stop:
+            stop()
         self._stop.set()
         for t in self._threads:
             t.join(timeout)
@@ -202,7 +220,14 @@ class JobRunner:
                 orphaned_before=time.time() - 2 * self.stale_after)
             if job is None:
                 return None
-            wait = self._reserve(job)
+            try:
+                wait = self._reserve(job)
+            except Exception:
+                # the quota's home is away: the deck goes back to wait, held by no worker
+                # (if the store is away too, the stale sweep returns it later)
+                with contextlib.suppress(DeckgenError):
+                    self.store.release_write(job.id, self.worker_id)
+                raise
             if wait <= 0:
                 return job
             self.store.release_write(job.id, self.worker_id)
@@ -280,16 +305,38 @@ class JobRunner:
         # a template job whose copy was made by an earlier attempt fills that copy
         return SlidesTarget(presentation_id=job.presentation_id,
                             template_id=request.get("template_id"), title=request.get("title"),
-                            keep_edits=bool(request.get("keep_edits")), user_token=user_token)
+                            keep_edits=bool(request.get("keep_edits")), user_token=user_token,
+                            archive=bool(request.get("archive")),
+                            archive_folder=self.archive_folder)
+
+    def _resolve(self, job: Job) -> Job:
+        """A job that names a CRM opportunity gets its brief now (a batch item, a webhook,
+        a schedule), kept in the store so its write stage and any retry use the same."""
+        ref = job.request.get("opportunity") or {}
+        if self.crm is None or not ref:
+            raise DeckgenError("this job has no brief and names no CRM record to read one "
+                               "from")
+        found = self.crm.provider(ref["crm"], job.owner).resolve(ref["id"])
+        request = {**job.request, "brief": found.brief,
+                   "opportunity": {"crm": found.crm, "id": found.id, "name": found.name,
+                                   "stage": found.stage, "url": found.url}}
+        if request.get("title"):  # a webhook's title pattern, e.g. "{name} proposal"
+            request["title"] = render_title(request["title"], found.name or found.id,
+                                            found.brief["client"])
+        self.store.set_request(job.id, request)
+        return dataclasses.replace(job, request=request)
 
     def _prepare(self, job: Job) -> Prepared:
         request = job.request
         brief = self.generator.privacy.apply(parse_brief(request["brief"]), job.owner)
         return self.filler.prepare(FillRequest(brief, self._target(job),
                                                request.get("sections"),
-                                               request.get("route", "auto")))
+                                               request.get("route", "auto"),
+                                               sources=self.sources))
 
     def _execute(self, job: Job) -> Outcome:
+        if job.request.get("brief") is None:
+            job = self._resolve(job)
         request = job.request
         prepared = self._prepare(job)
         progress = dict(job.progress)
@@ -347,6 +394,8 @@ class JobRunner:
                 self.store.record_feedback(filled.presentation_id, job.id, filled.feedback)
             result.update(presentation_id=filled.presentation_id, url=filled.path,
                           kept=filled.kept, api_calls=filled.api_calls)
+            if filled.archive_id:
+                result["archive_id"] = filled.archive_id
         return deck, "done" if deck.ok else "failed", result, None if deck.ok else {
             "code": "sections_failed",
             "message": "some sections failed: " + ", ".join(
@@ -355,12 +404,28 @@ class JobRunner:
 
 def make_runner(container: Container,
                 on_finish: Callable[[Job, DeckContent | None], None] | None = None,
-                dispatch: Callable[[str], None] | None = None) -> JobRunner:
+                dispatch: Callable[[str], None] | None = None,
+                schedules: ScheduleSettings | None = None) -> JobRunner:
     config = container.config
     if container.filler.slides is not None:
         # Slides writes are counted where every replica and worker sees them
         container.filler.slides.quota = quota_from_config(config, container.store)
-    return JobRunner(container.store, container.filler, config.output_dir,
-                     workers=config.workers, stale_after=config.job_stale_seconds,
-                     heartbeat_seconds=JOB_HEARTBEAT_SECONDS,
-                     on_finish=on_finish, dispatch=dispatch)
+    schedules = schedules or config.schedules
+    finished = on_finish
+    if schedules.report_url:  # failed scheduled jobs are reported (deckgen/archive.py)
+        reporter = FailureReporter(schedules.report_url)
+
+        def reporting(job: Job, deck: DeckContent | None) -> None:
+            if on_finish is not None:
+                on_finish(job, deck)
+            reporter.job_finished(job)
+
+        finished = reporting
+    runner = JobRunner(container.store, container.filler, config.output_dir,
+                       workers=config.workers, stale_after=config.job_stale_seconds,
+                       heartbeat_seconds=JOB_HEARTBEAT_SECONDS,
+                       on_finish=finished, dispatch=dispatch,
+                       archive_folder=schedules.archive_folder_id)
+    runner.crm = container.crm
+    runner.sources = config.sources_in_notes
+    return runner

@@ -4,7 +4,11 @@ It speaks the REST protocol the real `googleapiclient` client speaks when built 
 `client_options={"api_endpoint": fake.url}`: presentations.get (with `fields` masks),
 presentations.batchUpdate (validated against the discovery document shipped with
 google-api-python-client, atomic, `requiredRevisionId` honoured, Google's text model with
-UTF-16 indices), Drive files.copy, and an OAuth2 token endpoint for service-account JWTs.
+UTF-16 indices), Drive files.copy (`parents`: folders made with `add_folder`) and
+files.delete, and an OAuth2 token endpoint for service-account JWTs.
+Every slide has its notes page, as Google returns it (the speaker-notes shape named by
+`notesProperties.speakerNotesObjectId`, the only thing on it whose text can be edited; a
+text request naming a speaker-notes shape that does not exist yet creates it).
 Errors use Google's JSON error body. Access is per principal: a bearer token is its own
 principal, except tokens issued by `token_url` (and the literal "service-account"), which act
 as principal "service-account". Every request is recorded in `calls`."""
@@ -46,6 +50,7 @@ SCOPES = {  # which OAuth scopes let an issued (service-account) token make each
                                 "drive.readonly", "drive.file")},
     "batchUpdate": {_AUTH + s for s in ("presentations", "drive", "drive.file")},
     "copy": {_AUTH + s for s in ("drive", "drive.file")},
+    "delete": {_AUTH + s for s in ("drive", "drive.file")},
 }
 GLYPHS = {"BULLET_DISC_CIRCLE_SQUARE": "●", "BULLET_DIAMONDX_ARROW3D_SQUARE": "❖",
           "BULLET_CHECKBOX": "❏", "BULLET_ARROW_DIAMOND_DISC": "➔",
@@ -192,6 +197,7 @@ class SchemaChecker:
 
 
 CHECKER = SchemaChecker(SLIDES)
+DRIVE_CHECKER = SchemaChecker(DRIVE)
 
 
 def parse_mask(spec: str) -> JSON:
@@ -393,6 +399,36 @@ def _fields(req: JSON, schema: str, where: str) -> list[str]:
     return fields
 
 
+def notes_page(slide_id: str) -> JSON:
+    """A slide's notes page as presentations.get returns it: the slide's picture and the
+    speaker-notes shape (the first BODY placeholder, named by notesProperties), which holds
+    no `text` until someone types notes."""
+    def placeholder(n: int, kind: str, parent: str, y: float, h: float) -> JSON:
+        shape: JSON = {"shapeType": "TEXT_BOX" if kind == "BODY" else "RECTANGLE",
+                       "shapeProperties": {"outline": {"propertyState": "INHERIT"}},
+                       "placeholder": {"type": kind, "index": n - 1, "parentObjectId": parent}}
+        return {"objectId": f"{slide_id}:notes:{n}",
+                "size": {"width": {"magnitude": 5143500, "unit": "EMU"},
+                         "height": {"magnitude": h, "unit": "EMU"}},
+                "transform": {"scaleX": 1, "scaleY": 1, "translateX": 1143000,
+                              "translateY": y, "unit": "EMU"}, "shape": shape}
+
+    return {"objectId": f"{slide_id}:notes", "pageType": "NOTES",
+            "pageElements": [placeholder(1, "SLIDE_IMAGE", "n:slide", 685800, 3429000),
+                             placeholder(2, "BODY", "n:text", 4400550, 4114800)],
+            "pageProperties": {"pageBackgroundFill": {"propertyState": "INHERIT"}},
+            "notesProperties": {"speakerNotesObjectId": f"{slide_id}:notes:2"}}
+
+
+NOTES_MASTER = {"objectId": "n", "pageType": "NOTES_MASTER", "pageElements": [],
+                "pageProperties": {"pageBackgroundFill": {"propertyState": "INHERIT"}}}
+
+
+def notes_pages(doc: JSON) -> list[JSON]:
+    return [s["slideProperties"]["notesPage"] for s in doc.get("slides", [])
+            if "notesPage" in s.get("slideProperties", {})]
+
+
 def pages(doc: JSON) -> list[JSON]:
     found = [*doc.get("slides", []), *doc.get("layouts", []), *doc.get("masters", [])]
     found += [s["slideProperties"]["notesPage"] for s in doc.get("slides", [])
@@ -425,11 +461,23 @@ def find_element(doc: JSON, object_id: str | None, where: str) -> JSON:
     raise _invalid(f"{where}: The object ({object_id or ''}) could not be found.")
 
 
+def _check_not_notes_page(doc: JSON, element: JSON, where: str, text_too: bool = False
+                          ) -> None:
+    """Google: on a notes page only the speaker-notes shape's text can be edited."""
+    for page in notes_pages(doc):
+        if any(e is element for e in elements(page)):
+            speaker = page.get("notesProperties", {}).get("speakerNotesObjectId")
+            if text_too or element.get("objectId") != speaker:
+                raise _invalid(f"{where}: The object ({element.get('objectId')}) is on a "
+                               "notes page, where only the speaker notes' text can be edited.")
+
+
 class Editor:
     """Applies batchUpdate requests (already schema-checked) to a presentation, in place."""
 
     def __init__(self, doc: JSON) -> None:
         self.doc = doc
+        self.created_notes: dict[str, JSON] = {}  # speaker-notes id named -> shape created
 
     def apply(self, kind: str, req: JSON, where: str) -> JSON:
         method = getattr(self, kind, None)
@@ -437,8 +485,29 @@ class Editor:
             raise _invalid(f"{where}: request kind {kind} not supported by the fake")
         return method(req, where) or {}
 
+    def _speaker_notes(self, object_id: str | None) -> JSON | None:
+        """Google: "In the rare case where the speaker notes shape does not exist, the
+        Slides API creates it automatically when it sees a valid text operation using a
+        speakerNotesObjectId" (the shape may get another id; notesProperties then names
+        it). Later requests in the batch naming the old id reach the new shape."""
+        if object_id in self.created_notes:
+            return self.created_notes[object_id]
+        for page in notes_pages(self.doc):
+            props = page.setdefault("notesProperties", {})
+            if object_id and props.get("speakerNotesObjectId") == object_id and not any(
+                    e.get("objectId") == object_id for e in elements(page)):
+                element = copy.deepcopy(notes_page("x")["pageElements"][1])
+                element["objectId"] = props["speakerNotesObjectId"] = f"{object_id}_created"
+                page.setdefault("pageElements", []).append(element)
+                self.created_notes[object_id] = element
+                return element
+        return None
+
     def _holder(self, req: JSON, where: str) -> JSON:
-        element = find_element(self.doc, req.get("objectId"), where)
+        created = self._speaker_notes(req.get("objectId"))
+        element = created or find_element(self.doc, req.get("objectId"), where)
+        if created is None:
+            _check_not_notes_page(self.doc, element, where)
         cell = req.get("cellLocation")
         if cell is not None and "table" in element:
             try:
@@ -501,6 +570,7 @@ class Editor:
 
     def updatePageElementAltText(self, req: JSON, where: str) -> None:
         element = find_element(self.doc, req.get("objectId"), where)
+        _check_not_notes_page(self.doc, element, where, text_too=True)
         for key in ("title", "description"):
             if key in req:
                 element[key] = req[key]
@@ -561,6 +631,10 @@ class FakeGoogle:
         # makes the fake answer 429 past it in any 60-second window, as Google does
         self.writes_per_minute: int | None = None
         self.writes: dict[str, deque[float]] = {}
+        # Drive: folders (id -> name) and every file's parents; what was copied from what
+        self.folders: dict[str, str] = {}
+        self.parents: dict[str, list[str]] = {}
+        self.copied_from: dict[str, str] = {}
 
     def start(self) -> FakeGoogle:
         self.thread.start()
@@ -579,6 +653,11 @@ class FakeGoogle:
             if not pid or pid in self.presentations:
                 pid = secrets.token_urlsafe(33)
             doc["presentationId"], doc["revisionId"] = pid, _revision()
+            for slide in doc.get("slides", []):  # every slide has one, as in Google
+                props = slide.setdefault("slideProperties", {})
+                props.setdefault("notesPage", notes_page(str(slide.get("objectId"))))
+            if doc.get("slides"):
+                doc.setdefault("notesMaster", copy.deepcopy(NOTES_MASTER))
             for page in pages(doc):
                 for holder in (h for e in elements(page) for h in text_holders(e)):
                     if "text" in holder:
@@ -612,6 +691,24 @@ class FakeGoogle:
         with self.lock:
             self.failures.extend([(status, reason, headers)] * times)
 
+    def add_folder(self, name: str, owner_token: str = SA) -> str:
+        """A Drive folder `owner_token`'s principal may put files in; its id."""
+        folder_id = "folder-" + secrets.token_urlsafe(12)
+        with self.lock:
+            self.tokens.setdefault(owner_token, SA if owner_token == SA else owner_token)
+            self.folders[folder_id] = name
+            self.access[folder_id] = {self.tokens[owner_token]}
+        return folder_id
+
+    def copies(self, of: str | None = None) -> list[JSON]:
+        """The Drive copies that exist now (deleted ones are gone), oldest first, each
+        {id, name, parents, copied_from}; only the copies of `of` when given."""
+        with self.lock:
+            return [{"id": pid, "name": self.presentations[pid].get("title"),
+                     "parents": list(self.parents.get(pid, ["root"])), "copied_from": source}
+                    for pid, source in self.copied_from.items()
+                    if pid in self.presentations and (of is None or source == of)]
+
     def service_account_info(self) -> JSON:
         """A real service-account key (fresh RSA key) whose token_uri is this server."""
         from cryptography.hazmat.primitives import serialization
@@ -624,6 +721,31 @@ class FakeGoogle:
                 "private_key_id": "k1", "private_key": pem,
                 "client_email": "deckgen@deckgen-test.iam.gserviceaccount.com",
                 "client_id": "1", "token_uri": self.token_url}
+
+    def type_text(self, presentation_id: str, object_id: str, text: str) -> None:
+        """A person types `text` at the end of a shape's text (the speaker notes too)."""
+        with self.lock:
+            doc = self.presentations[presentation_id]
+            shape = find_element(doc, object_id, "type_text")["shape"]
+            model = Text(shape)
+            model.insert(len(model.chars) - 1, text)
+            model.store(shape)
+            doc["revisionId"] = _revision()
+
+    def speaker_notes_id(self, presentation_id: str, slide_id: str) -> str:
+        for slide in self.presentations[presentation_id].get("slides", []):
+            if slide.get("objectId") == slide_id:
+                page = slide["slideProperties"]["notesPage"]
+                return str(page["notesProperties"]["speakerNotesObjectId"])
+        raise KeyError(slide_id)
+
+    def notes_text(self, presentation_id: str, slide_id: str) -> str:
+        """A slide's speaker notes ("" while its notes shape does not exist)."""
+        try:
+            return self.shape_text(presentation_id, self.speaker_notes_id(presentation_id,
+                                                                            slide_id))
+        except ApiError:
+            return ""
 
     def shape_text(self, presentation_id: str, object_id: str) -> str:
         shape = find_element(self.presentations[presentation_id], object_id, "shape_text")
@@ -652,10 +774,13 @@ class FakeGoogle:
             return self._token(request)
         m = re.fullmatch(r"/v1/presentations/([^/:]+)(:batchUpdate)?", path)
         d = re.fullmatch(r"/(?:drive/v3/)?files/([^/]+)/copy", path)
+        f = re.fullmatch(r"/(?:drive/v3/)?files/([^/]+)", path)
         if m and method == ("POST" if m.group(2) else "GET"):
             action, info, ident = ("batchUpdate" if m.group(2) else "get"), SLIDES, m.group(1)
         elif d and method == "POST":
             action, info, ident = "copy", DRIVE, d.group(1)
+        elif f and method == "DELETE":
+            action, info, ident = "delete", DRIVE, f.group(1)
         else:
             raise ApiError(404, f"Method not found: {method} {path}")
         self._fail_if_scripted(method, info)
@@ -671,6 +796,8 @@ class FakeGoogle:
             return response
         if action == "batchUpdate":
             return self._batch_update(ident, principal, call["body"])
+        if action == "delete":
+            return self._delete(ident, principal)
         return self._copy(ident, principal, call["body"], fields)
 
     def _fail_if_scripted(self, method: str, info: JSON) -> None:
@@ -764,22 +891,42 @@ class FakeGoogle:
                           "writeControl": {"requiredRevisionId": work["revisionId"]}})
 
     def _copy(self, file_id: str, principal: str, body: Any, fields: str | None) -> Response:
-        body = body if isinstance(body, dict) else {}
+        body = DRIVE_CHECKER.check(body, {"$ref": "File"}) if isinstance(body, dict) else {}
         with self.lock:
-            if principal not in self.access.get(file_id, ()):  # Drive hides what you can't see
+            if principal not in self.access.get(file_id, ()) \
+                    or file_id not in self.presentations:  # Drive hides what you can't see
                 raise ApiError(404, f"File not found: {file_id}.", drive_reason="notFound")
+            # no parents: the copy goes where its source is (Drive's "discoverable parent")
+            parents = body.get("parents") or self.parents.get(file_id, ["root"])
+            if len(parents) > 1:
+                raise ApiError(403, "Increasing the number of parents is not allowed.",
+                               drive_reason="cannotAddParent")
+            if parents != ["root"] and principal not in self.access.get(parents[0], ()):
+                raise ApiError(404, f"File not found: {parents[0]}.", drive_reason="notFound")
             new = copy.deepcopy(self.presentations[file_id])
             new_id = secrets.token_urlsafe(33)
             new["presentationId"], new["revisionId"] = new_id, _revision()
             new["title"] = body.get("name") or f"Copy of {new.get('title', '')}"
             self.presentations[new_id], self.access[new_id] = new, {principal}
+            self.parents[new_id], self.copied_from[new_id] = list(parents), file_id
         file = {"kind": "drive#file", "id": new_id, "name": new["title"],
                 "mimeType": PRESENTATION_MIME}
         if not fields:
             return _json(file)
-        full = {**file, "parents": body.get("parents", ["root"]),
+        full = {**file, "parents": list(parents),
                 "webViewLink": f"https://docs.google.com/presentation/d/{new_id}/edit"}
         return _json(select(full, parse_mask(fields)))
+
+    def _delete(self, file_id: str, principal: str) -> Response:
+        """files.delete: gone for good (not to the trash); 204 with no body."""
+        with self.lock:
+            if principal not in self.access.get(file_id, ()) \
+                    or file_id not in self.presentations:
+                raise ApiError(404, f"File not found: {file_id}.", drive_reason="notFound")
+            del self.presentations[file_id]
+            self.access.pop(file_id, None)
+            self.parents.pop(file_id, None)
+        return Response(status=204)
 
     def _token(self, request: Request) -> Response:
         form = request.form

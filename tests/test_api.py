@@ -132,7 +132,16 @@ def test_idempotency_key_returns_the_same_job(service):
     ({"json": {"brief": BRIEF, "output": "pptx", "keep_edits": "yes"}}, 422,
      "invalid_request", "keep_edits"),
     ({"json": {"opportunity_id": "006xx", "presentation_id": "p"}}, 422, "invalid_request",
-     "opportunity_id"),
+     "crm"),
+    ({"json": {"brief": BRIEF, "crm": "hubspot", "opportunity_id": "1", "output": "pptx"}},
+     422, "invalid_request", "brief"),
+    ({"json": {"presentation_id": "p"}}, 422, "invalid_request", "brief"),
+    ({"json": {"crm": "hubspot", "opportunity_id": "1", "output": "pptx"}}, 422,
+     "crm_not_configured", None),
+    ({"json": {"crm": "pipedrive", "opportunity_id": "1", "output": "pptx"}}, 422,
+     "invalid_request", "crm"),
+    ({"json": {"crm": "hubspot", "opportunity_id": "1' OR 1=1", "output": "pptx"}}, 422,
+     "invalid_request", "opportunity_id"),
 ])
 def test_bad_job_requests_get_a_clear_4xx(service, kwargs, status, code, field):
     client, headers = service

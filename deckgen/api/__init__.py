@@ -17,18 +17,21 @@ import time
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from deckgen.api import batches, health, jobs, preview
+from deckgen.api import batches, crm, health, jobs, preview, schedules
 from deckgen.api.bodies import InvalidRequest
 from deckgen.api.service import Service
 from deckgen.api.throttle import Throttle
 from deckgen.auth import Authenticator
-from deckgen.config import Config
+from deckgen.config import Config, ScheduleSettings
 from deckgen.container import Container
 from deckgen.content import DeckContent
+from deckgen.crm.outbox import Outbox
+from deckgen.crm.query import CrmQuery
 from deckgen.errors import BriefError, DeckgenError
 from deckgen.jobs import make_runner
 from deckgen.llm.router import Router
 from deckgen.metrics import Metrics
+from deckgen.schedules import make_ticker
 from deckgen.store import Job, Store
 
 __all__ = ["InvalidRequest", "create_app"]
@@ -37,7 +40,8 @@ log = logging.getLogger("deckgen.api")
 
 
 def create_app(config: Config | None = None, *, store: Store | None = None,
-               router: Router | None = None, start_workers: bool = True) -> Flask:
+               router: Router | None = None, start_workers: bool = True,
+               schedule_settings: ScheduleSettings | None = None) -> Flask:
     container = Container.build(config, router=router, store=store)
     config = container.config
     metrics = Metrics()
@@ -52,7 +56,15 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
         from deckgen.tasks import dispatcher
 
         dispatch = dispatcher(config.queue_url)
-    runner = make_runner(container, on_finish=finished, dispatch=dispatch)
+    settings = schedule_settings or config.schedules
+    runner = make_runner(container, on_finish=finished, dispatch=dispatch, schedules=settings)
+    # scheduled regeneration: every replica ticks, each run fires once (deckgen/schedules.py)
+    ticker = make_ticker(container.store, settings, specs=container.generator.specs,
+                         dispatch=dispatch, crm=CrmQuery(container.crm, container.store))
+    runner.on_stop.append(ticker.stop)
+    # deck links owed to CRM records, retried until the CRM takes them (deckgen/crm/outbox.py)
+    outbox = Outbox(container.store, container.crm, config.crm.webhook_url)
+    runner.on_stop.append(outbox.stop)
     auth = Authenticator(container.store, config.google_audience, config.allowed_domains,
                          config.google_certs_url)
     svc = Service(container, runner, auth, metrics, Throttle.from_config(config), dispatch)
@@ -63,13 +75,17 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes + 1
     app.extensions["deckgen"] = {"service": svc, "store": container.store, "runner": runner,
                                  "router": container.router, "metrics": metrics,
-                                 "config": config}
-    for blueprint in (health.bp, jobs.bp, batches.bp, preview.bp):
+                                 "config": config, "schedules": ticker,
+                                 "outbox": outbox}
+    for blueprint in (health.bp, jobs.bp, batches.bp, preview.bp, schedules.bp, crm.bp):
         app.register_blueprint(blueprint)
     register_errors(app, config)
     register_hooks(app, metrics)
     if start_workers:
         runner.start()
+        ticker.start(settings.tick_seconds)
+        if config.crm.connected:
+            outbox.start()
     return app
 
 

@@ -40,11 +40,16 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     batch = batch_request()
     requests: JobRequests = []
     for i, item in enumerate(batch.items):
-        one = JobRequest(brief=item.brief, presentation_id=item.presentation_id,
-                         sections=batch.sections, route=batch.route,
-                         keep_edits=batch.keep_edits)
+        one = JobRequest(brief=item.brief, crm=item.crm, opportunity_id=item.opportunity_id,
+                         presentation_id=item.presentation_id, sections=batch.sections,
+                         route=batch.route, keep_edits=batch.keep_edits)
         try:
-            req, chosen = fill_request(svc, who, one)
+            req, chosen = fill_request(svc, who, one, resolve=False)
+        except InvalidRequest as exc:
+            if exc.field not in ("brief", "crm", "opportunity_id"):
+                raise  # the batch's own options (route, sections)
+            raise InvalidRequest(f"items[{i}]: {exc.message}",
+                                 field=f"items[{i}].{exc.field}") from None
         except BriefError as exc:
             first = next(iter(exc.details), "") if isinstance(exc.details, dict) else ""
             raise InvalidRequest(f"items[{i}]: {exc.message}", field=f"items[{i}].brief"

@@ -20,7 +20,7 @@ from deckgen.brief import parse_brief
 from deckgen.jobs import initial_progress
 from deckgen.scheduler import place_in_line
 from deckgen.sections import SectionSpec
-from deckgen.store import Job, JobNotFound
+from deckgen.store import Job, JobNotFound, Writeback
 
 bp = Blueprint("jobs", __name__)
 IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKey)
@@ -28,17 +28,43 @@ HEADERS = {"Idempotency-Key": IDEMPOTENCY_KEY.json_schema()}
 FOUND = {200: Answer("the job", JobView)}
 
 
-def fill_request(svc: Service, who: Caller,
-                 job: JobRequest) -> tuple[dict[str, Any], list[SectionSpec]]:
+def brief_source(svc: Service, who: Caller, job: JobRequest,
+                 resolve: bool = True) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The job's brief, and the CRM opportunity it comes from. A single job reads the record
+    now, so a record it cannot read is a 4xx naming it; a batch item (`resolve` False) is
+    read by the worker that runs it, so a thousand items do not wait on the CRM here."""
+    crm_given = job.crm is not None or job.opportunity_id is not None
+    if (job.brief is not None) == crm_given:
+        raise InvalidRequest("give the brief, or crm with opportunity_id (one of the two)",
+                             field="brief")
+    if job.brief is not None:
+        return job.brief, None
+    if job.crm is None or job.opportunity_id is None:
+        raise InvalidRequest("crm and opportunity_id go together",
+                             field="crm" if job.crm is None else "opportunity_id")
+    provider = svc.container.crm.provider(job.crm, who.owner)
+    if not resolve:
+        return None, {"crm": job.crm, "id": job.opportunity_id}
+    found = provider.resolve(job.opportunity_id)
+    return found.brief, {"crm": found.crm, "id": found.id, "name": found.name,
+                         "stage": found.stage, "url": found.url}
+
+
+def fill_request(svc: Service, who: Caller, job: JobRequest,
+                 resolve: bool = True) -> tuple[dict[str, Any], list[SectionSpec]]:
     """A job's request as the store keeps it, checked; and the sections it writes."""
-    chosen = svc.options(job.sections, job.route, parse_brief(job.brief), who.owner)
+    brief, opportunity = brief_source(svc, who, job, resolve)
+    chosen = svc.options(job.sections, job.route,
+                         parse_brief(brief) if brief is not None else None, who.owner)
     targets = [t for t in ("presentation_id", "template_id", "output")
                if getattr(job, t) is not None]
     if len(targets) != 1:
         raise InvalidRequest("give exactly one target: presentation_id, template_id with "
                              "title, or output: \"pptx\"", field="presentation_id")
-    req: dict[str, Any] = {"brief": job.brief, "sections": job.sections, "route": job.route,
+    req: dict[str, Any] = {"brief": brief, "sections": job.sections, "route": job.route,
                            "keep_edits": job.keep_edits}
+    if opportunity:
+        req["opportunity"] = opportunity
     if job.output:
         req["target"] = "pptx"
     elif job.template_id:
@@ -100,8 +126,8 @@ def owned(svc: Service, who: Caller, job_id: str) -> Job:
     return job
 
 
-def job_view(job: Job, specs: dict[str, SectionSpec],
-             queue: dict[str, Any] | None = None) -> dict[str, Any]:
+def job_view(job: Job, specs: dict[str, SectionSpec], queue: dict[str, Any] | None = None,
+             writeback: Writeback | None = None) -> dict[str, Any]:
     result = job.result or {}
     return dump(JobView, {
         "status": result.get("status"), "summary": result.get("summary") or None,
@@ -113,7 +139,9 @@ def job_view(job: Job, specs: dict[str, SectionSpec],
         "presentation_id": result.get("presentation_id") or job.presentation_id,
         "url": result.get("url"),
         "download": url_for("jobs.download", job_id=job.id) if "pptx" in result else None,
-        "warnings": result.get("warnings", []), "error": job.error})
+        "warnings": result.get("warnings", []), "error": job.error,
+        "opportunity": job.request.get("opportunity"), "archive_id": result.get("archive_id"),
+        "writeback": writeback.view() if writeback else None})
 
 
 @bp.post("/v1/jobs")
@@ -125,9 +153,6 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     who = svc.caller()
     svc.throttle.charge(who.owner, "job")
     data = json_object()
-    if "opportunity_id" in data:
-        raise InvalidRequest("this server does not resolve CRM opportunity ids; send the "
-                             "brief itself", field="opportunity_id")
     req, chosen = fill_request(svc, who, validate(JobRequest, data))
     check_writer(svc, who, req)
     job, created = svc.store.create_job(who.owner, req, initial_progress(chosen),
@@ -145,7 +170,8 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
 def get_job(job_id: str) -> Response:
     svc = service()
     job = owned(svc, svc.caller(), job_id)
-    return jsonify(job_view(job, svc.specs, queue_place(svc, job)))
+    writeback = svc.store.writeback(job.id) if job.request.get("opportunity") else None
+    return jsonify(job_view(job, svc.specs, queue_place(svc, job), writeback))
 
 
 @bp.post("/v1/jobs/<job_id>/cancel")

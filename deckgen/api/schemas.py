@@ -46,6 +46,11 @@ GoogleId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_GOOGLE_
                                             pattern=GOOGLE_ID)]
 Title = Annotated[str, StringConstraints(min_length=1, max_length=MAX_OPPORTUNITY,
                                          pattern=r"\S")]
+Crm = Literal["salesforce", "hubspot"]
+# Salesforce ids are 15 or 18 letters and digits, HubSpot's are digits; both providers check
+# their own shape again before any call
+OpportunityId = Annotated[str, StringConstraints(min_length=1, max_length=64,
+                                                 pattern=r"^[A-Za-z0-9]+$")]
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200,
                                                   pattern=r"^[\x21-\x7e]+$")]
 # Two schemas the document defines itself (openapi.py turns this marker into a $ref): the
@@ -98,10 +103,15 @@ class FillOptions(BaseModel):
 
 
 class JobRequest(FillOptions):
-    """Fill one deck. Exactly one target: presentation_id, template_id with title, or
-    output "pptx"."""
+    """Fill one deck, from a brief or from a CRM opportunity (exactly one of the two).
+    Exactly one target: presentation_id, template_id with title, or output "pptx"."""
 
-    brief: BriefBody
+    brief: BriefBody | None = None
+    crm: Crm | None = Field(default=None, description="with opportunity_id: the CRM the "
+                            "service reads the opportunity from")
+    opportunity_id: OpportunityId | None = Field(
+        default=None, description="the service reads the brief from this record and, once "
+        "the deck is done, writes its link back onto it")
     presentation_id: GoogleId | None = None
     template_id: GoogleId | None = None
     title: Title | None = None
@@ -114,10 +124,21 @@ class PreviewRequest(FillOptions):
 
 
 class BatchItem(BaseModel):
+    """A deck and its brief, or the CRM opportunity the service reads the brief from."""
+
     model_config = STRICT
 
     presentation_id: GoogleId
-    brief: BriefBody
+    brief: BriefBody | None = None
+    crm: Crm | None = None
+    opportunity_id: OpportunityId | None = None
+
+
+class ResolveRequest(BaseModel):
+    model_config = STRICT
+
+    crm: Crm
+    opportunity_id: OpportunityId
 
 
 class BatchRequest(FillOptions):
@@ -194,6 +215,53 @@ class JobView(BaseModel):
     summary: str | None = Field(default=None, description="what is not right, in one line")
     queue: QueuePlace | None = Field(default=None, description="while queued or running: "
                                      "its lane, place in line and an estimate")
+    opportunity: OpportunityRef | None = Field(default=None, description="the CRM record "
+                                               "the brief came from")
+    writeback: WritebackView | None = Field(default=None, description="the deck's link "
+                                            "being written onto the CRM record")
+    archive_id: str | None = Field(default=None, description="archive first: the Drive copy "
+                                   "of the deck as it was before this job wrote it")
+
+
+class OpportunityRef(BaseModel):
+    crm: str
+    id: str
+    name: str | None = None
+    stage: str | None = None
+    url: str | None = None
+
+
+class WritebackView(BaseModel):
+    state: Literal["pending", "done", "failed"]
+    attempts: int
+    error: dict[str, Any] | None = None
+
+
+class ResolvedBrief(BaseModel):
+    crm: str
+    opportunity_id: str
+    name: str | None
+    stage: str | None
+    url: str | None
+    brief: dict[str, Any]
+    missing: list[str] = Field(description="optional brief fields the record had nothing for")
+
+
+class CrmInfo(BaseModel):
+    name: str
+    label: str
+    configured: bool
+
+
+class CrmsView(BaseModel):
+    crms: list[CrmInfo]
+
+
+class WebhookAnswer(BaseModel):
+    received: int = Field(description="events in the delivery")
+    jobs: list[str] = Field(description="jobs started (or found again: idempotent per "
+                            "opportunity and stage)")
+    ignored: int = Field(description="events that are not a stage change deckgen acts on")
 
 
 class BatchView(BaseModel):
@@ -254,3 +322,78 @@ def dump(model: type[BaseModel], data: Any) -> dict[str, Any]:
     """`data` checked against an answer's model, as JSON-ready data. Keys the data does not
     have stay absent (a queued section is just {section, state})."""
     return model.model_validate(data).model_dump(mode="json", exclude_unset=True)
+
+
+# --- schedules (deckgen/api/schedules.py, deckgen/schedules.py) ----------------------------
+
+class ScheduleItem(BaseModel):
+    """A deck to regenerate: its brief, or the CRM opportunity the brief is read from."""
+
+    model_config = STRICT
+
+    presentation_id: GoogleId
+    brief: BriefBody | None = None
+    crm: Crm | None = None
+    opportunity_id: OpportunityId | None = None
+
+
+class ScheduleCrmQuery(BaseModel):
+    """The decks of a CRM query, e.g. open opportunities changed since the last run."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    crm: Crm
+    changed_since_last_run: bool = False
+
+
+class ScheduleSource(BaseModel):
+    """Exactly one of `items` and `crm_query`."""
+
+    model_config = STRICT
+
+    items: list[ScheduleItem] | None = Field(default=None, min_length=1,
+                                             max_length=MAX_BATCH_ITEMS)
+    crm_query: ScheduleCrmQuery | None = None
+
+
+class ScheduleRequest(FillOptions):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
+    cron: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description='five-field cron text: minute hour day-of-month month day-of-week, '
+                    'e.g. "0 6 * * 1" (Mondays at 06:00)')
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        default="UTC", description="the IANA time zone the cron text is read in")
+    source: ScheduleSource
+    keep_edits: bool = False
+    archive: bool = Field(default=True, description="copy each deck (Drive files.copy) before "
+                          "updating it; a deck any section of which failed is left unchanged")
+
+
+class ScheduleRunView(BaseModel):
+    due_at: float
+    fired_at: float
+    batch_id: str | None = Field(description="the batch the run made; null when it could "
+                                 "not fire (see error)")
+    error: dict[str, Any] | None
+
+
+class ScheduleView(BaseModel):
+    id: str
+    name: str
+    cron: str
+    timezone: str
+    paused: bool
+    next_run_at: float | None
+    last_run_at: float | None
+    created_at: float
+    source: dict[str, Any]
+    route: str
+    sections: list[str] | None
+    keep_edits: bool
+    archive: bool
+    runs: list[ScheduleRunView] | None = Field(default=None, description="the most recent "
+                                               "runs, newest first (a single schedule's view)")
+
+
+class ScheduleList(BaseModel):
+    schedules: list[ScheduleView]

@@ -65,7 +65,7 @@ class Service:
         looks anything up, so a stranger learns nothing about which ids exist."""
         return self.auth.authenticate(dict(request.headers))
 
-    def options(self, sections: list[str] | None, route: str, brief: Brief,
+    def options(self, sections: list[str] | None, route: str, brief: Brief | None,
                 owner: str) -> list[SectionSpec]:
         """The sections to write, checked against the deck's specs, and the route checked
         against what this server lets an HTTP caller start and what the brief may use (a
@@ -76,7 +76,10 @@ class Service:
         a gigabyte of memory and most of the CPU): only an operator may allow that. `auto`
         stays allowed even when it resolves to local, because it does so only where the
         operator configured no other model: then the embedded model is the service's model
-        by the operator's choice, not the caller's."""
+        by the operator's choice, not the caller's.
+
+        A brief read from a CRM by the worker (`brief` None here) is checked there: a
+        confidential one on a route that offers no internal model fails its sections."""
         if route == "local" and not self.config.allow_local_route:
             raise InvalidRequest("route local (the embedded model) is not enabled for HTTP "
                                  "callers on this server; use auto, or ask the operator to "
@@ -85,6 +88,8 @@ class Service:
             chosen = pick_sections(self.specs, sections)
         except DeckgenError as exc:
             raise InvalidRequest(exc.message, field="sections") from None
+        if brief is None:
+            return chosen
         level = self.generator.privacy.level(self.generator.privacy.apply(brief, owner))
         stuck = [s.name for s in chosen if not self.router.plan(s.name, route, level)]
         if stuck:

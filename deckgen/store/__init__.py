@@ -15,6 +15,7 @@ import json
 
 from deckgen.errors import DeckgenError, StoreUnavailable
 from deckgen.store.batches import BatchTables, JobRequests
+from deckgen.store.crm import CrmTables, Writeback
 from deckgen.store.database import InvalidValue, Tables, new_id, open_database
 from deckgen.store.generations import GenerationTables
 from deckgen.store.jobs import (
@@ -28,14 +29,16 @@ from deckgen.store.jobs import (
 )
 from deckgen.store.keys import ApiKey, KeyNotFound, KeyTables
 from deckgen.store.migrations import MIGRATIONS, migrate
+from deckgen.store.schedules import ScheduleTables
 from deckgen.store.sealing import SealedValue, configure
 
 __all__ = ["JSON_COLUMNS", "LANES", "MIGRATIONS", "STAGES", "STATES", "ApiKey", "InvalidValue",
            "Job", "JobNotFound", "JobRequests", "KeyNotFound", "SealedValue", "Store",
-           "StoreUnavailable", "new_id"]
+           "StoreUnavailable", "Writeback", "new_id"]
 
 
-class Store(LineTables, BatchTables, KeyTables, GenerationTables, Tables):
+class Store(LineTables, BatchTables, KeyTables, GenerationTables, ScheduleTables, CrmTables,
+            Tables):
     """Thread-safe access to the database. `pool_size` / `pool_timeout` bound PostgreSQL's
     connection pool (default: DECKGEN_DATABASE_POOL_SIZE, 10, and
     DECKGEN_DATABASE_POOL_TIMEOUT, 5 s); SQLite keeps one connection per thread."""

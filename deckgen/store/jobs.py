@@ -19,6 +19,7 @@ from typing import Any
 
 from deckgen.errors import DeckgenError
 from deckgen.store.claims import CLAIMABLE, DECK_FREE, LANE_ORDER, ClaimTables
+from deckgen.store.crm import owe_writeback
 from deckgen.store.database import Cursor, new_id, unstorable
 from deckgen.store.sealing import seal, unseal
 
@@ -132,6 +133,12 @@ class JobTables(ClaimTables):
                         "AND state = 'running'", (time.time(), job_id, worker))
             return bool(cur.rowcount)
 
+    def set_request(self, job_id: str, request: dict[str, Any]) -> None:
+        """A running job's request completed by its worker (a brief read from a CRM)."""
+        with self.tx() as cur:
+            cur.execute("UPDATE jobs SET request = ?, updated_at = ? WHERE id = ?",
+                        (seal(json.dumps(request)), time.time(), job_id))
+
     def set_presentation(self, job_id: str, presentation_id: str) -> None:
         """Remember the deck a template job copied, so a re-run fills it, not a new copy."""
         if unstorable(job_id):
@@ -164,7 +171,13 @@ class JobTables(ClaimTables):
                 args.append(json.dumps(progress))
             cur.execute(f"UPDATE jobs SET {sets} WHERE id = ? AND worker = ? "
                         "AND state = 'running'", (*args, job_id, worker))
-            return bool(cur.rowcount)
+            finished = bool(cur.rowcount)
+            if finished and state in ("done", "failed"):
+                cur.execute("SELECT owner, request FROM jobs WHERE id = ?", (job_id,))
+                row = cur.fetchone()
+                owe_writeback(cur, job_id, row["owner"], json.loads(unseal(row["request"]) or "{}"),
+                              result, now)
+            return finished
 
     def cancel_job(self, job_id: str) -> Job:
         if unstorable(job_id):

@@ -117,6 +117,80 @@ MIGRATIONS = [
         until DOUBLE PRECISION NOT NULL
     )
     """,
+    # 7: schedules (cron text that regenerates decks through the batch lane) and their
+    # runs; a run is fired once across replicas: a compare-and-set on next_run_at and the
+    # unique (schedule_id, due_at) row, in the transaction that makes its batch
+    """
+    CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        cron TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        source TEXT NOT NULL,
+        options TEXT NOT NULL,
+        paused INTEGER NOT NULL DEFAULT 0,
+        next_run_at DOUBLE PRECISION,
+        last_run_at DOUBLE PRECISION,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE UNIQUE INDEX schedules_name ON schedules (owner, name);
+    CREATE INDEX schedules_due ON schedules (paused, next_run_at);
+    CREATE TABLE schedule_runs (
+        id TEXT PRIMARY KEY,
+        schedule_id TEXT NOT NULL,
+        due_at DOUBLE PRECISION NOT NULL,
+        batch_id TEXT,
+        fired_at DOUBLE PRECISION NOT NULL,
+        error TEXT
+    );
+    CREATE UNIQUE INDEX schedule_runs_due ON schedule_runs (schedule_id, due_at)
+    """,
+    # 8: the CRM door. `writebacks`: a finished job's deck link owed to its opportunity
+    # record, retried until the CRM takes it (added in the job's finishing transaction);
+    # `crm_decks`: which deck an opportunity has, so a later stage or a schedule refreshes
+    # it; `webhook_events`: signatures and event ids already taken, so a replay is refused
+    """
+    CREATE TABLE writebacks (
+        job_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        crm TEXT NOT NULL,
+        opportunity_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at DOUBLE PRECISION NOT NULL,
+        error TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX writebacks_due ON writebacks (state, next_at);
+    CREATE TABLE crm_decks (
+        owner TEXT NOT NULL,
+        crm TEXT NOT NULL,
+        opportunity_id TEXT NOT NULL,
+        presentation_id TEXT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (owner, crm, opportunity_id)
+    );
+    CREATE TABLE webhook_events (
+        crm TEXT NOT NULL,
+        event_key TEXT NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (crm, event_key)
+    )
+    """,
+    # 9: model routes' requests, tokens and in-flight leases, counted for every process
+    # (deckgen/limits_store.py StoreHome: rows of `amount` at `at`; a lease's `at` is when
+    # it expires)
+    """
+    CREATE TABLE route_usage (
+        scope TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        amount INTEGER NOT NULL,
+        lease TEXT
+    );
+    CREATE INDEX route_usage_scope ON route_usage (scope, at)
+    """,
 ]
 
 
