@@ -148,7 +148,39 @@ def parse_output(spec: SectionSpec, text: str) -> tuple[dict[str, Any] | None, l
         problems.append(f"{where}: {err.message}")
     if problems:
         return None, problems[:10]
-    return data, []
+    return whole_words(spec, data), []
+
+
+_SENTENCE_END = ".!?"
+_DANGLING = " ,;:-–—(/&"
+
+
+def _whole(text: str, limit: int) -> str:
+    """`text` as written when it is under its limit; at the limit it was most likely cut
+    there (a grammar-constrained model stops a string at maxLength, "…60% of C"), so it
+    ends at its last whole word instead, without a dangling comma or dash."""
+    if len(text) < limit or text[-1] in _SENTENCE_END:
+        return text
+    cut = text.rsplit(" ", 1)[0] if " " in text else text
+    return cut.rstrip(_DANGLING) or text
+
+
+def whole_words(spec: SectionSpec, content: dict[str, Any]) -> dict[str, Any]:
+    """No text ends mid-word: each string that reached its schema limit is cut back to its
+    last whole word (the section stays valid: it only gets shorter, never empty)."""
+    out = dict(content)
+    out["title"] = _whole(str(content["title"]), spec.title_chars)
+    items: list[Any] = []
+    for item in content[spec.list_key]:
+        if isinstance(item, dict) and spec.item_fields:
+            items.append({k: _whole(v, spec.item_fields[k]) if isinstance(v, str) else v
+                          for k, v in item.items()})
+        elif isinstance(item, str) and spec.item_chars:
+            items.append(_whole(item, spec.item_chars))
+        else:
+            items.append(item)
+    out[spec.list_key] = items
+    return out
 
 
 def _strip(value: Any) -> Any:

@@ -77,3 +77,33 @@ def test_a_new_section_is_a_template_and_a_spec_entry(tmp_path, config, renderer
     specs = load_specs(prompts)
     assert list(specs)[-1] == "risks"
     assert specs["risks"].json_schema()["properties"]["bullets"]["maxItems"] == 4
+
+
+def test_text_cut_at_its_limit_ends_at_a_whole_word(specs):
+    spec = specs["current_state"]  # bullets of at most 120 characters, titles of 70
+    said = ("Dispatchers re-key 1,400 orders a day from email into the TMS, and 60% of them "
+            "need a call to confirm the pickup times with the carrier.")
+    heading = "Where the hours go today: email, spreadsheets, phone calls and overtime"
+    finished = "x" * 109 + " end of it."  # exactly at the limit, but a finished sentence
+    assert len(finished) == 120 and len(said) > 120 and len(heading) > 70
+    content, problems = parse_output(spec, json.dumps(
+        {"title": heading[:70], "bullets": [said[:120], "Orders are re-keyed.", finished]}))
+    assert problems == []
+    first, second, third = content["bullets"]
+
+    def ends_on_a_word(part, whole):
+        return whole.startswith(part) and whole[len(part)] == " " and part[-1].isalnum()
+
+    assert ends_on_a_word(first, said) and len(first) > 100  # only the cut word went
+    assert second == "Orders are re-keyed." and third == finished
+    assert ends_on_a_word(content["title"], heading)
+
+    people = specs["stakeholders"]
+    limit = people.item_fields["cares_about"]
+    cares = ("Cutting the time from order to confirmed pickup, and the overtime, the errors "
+             "and the calls that come with it, every single day of the week, in every depot")
+    assert len(cares) > limit
+    content, problems = parse_output(people, json.dumps({"title": "Who", "people": [
+        {"name": "Ana Ruiz", "role": "COO", "cares_about": cares[:limit]}] * 2}))
+    assert problems == [], problems
+    assert ends_on_a_word(content["people"][0]["cares_about"], cares)
