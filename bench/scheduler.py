@@ -7,7 +7,7 @@ user, 429 past it) and the fake model (tests/fake_openai.py, zero latency):
    60-second window, 429s provoked, decks written exactly once.
 
     .venv/bin/python bench/scheduler.py [--decks 120] [--workers 2] [--store sqlite|postgresql]
-        [--replica-decks 80] [--redis]
+        [--replica-decks 80] [--redis [--celery]]
 
 The runners are deckgen.jobs.JobRunner exactly as the service builds them (store-held
 quota, or Redis with --redis); the HTTP layer is left out."""
@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +46,8 @@ from tests.slides_fixtures import realistic_template  # noqa: E402
 
 BRIEF = {"client": "Harbor Logistics", "industry": "Logistics", "notes": "Trucks queue."}
 PG = "postgresql://postgres@127.0.0.1:5432/test"
+QUOTA_REDIS = "redis://127.0.0.1:6379/15"
+BROKER = "redis://127.0.0.1:6379/14"
 
 
 class Bench:
@@ -85,7 +89,7 @@ class Bench:
         return Store(f"{PG}?options=-csearch_path%3D{schema}")
 
     def runner(self, store: Store) -> JobRunner:
-        redis = "redis://127.0.0.1:6379/15" if self.args.redis else None
+        redis = QUOTA_REDIS if self.args.redis else None
         quota = open_quota(redis, store)
         slides = SlidesAccess(self.sa, self.google.url, self.google.url, quota=quota)
         return JobRunner(store, Filler(self.generator, slides), self.tmp / "decks",
@@ -163,15 +167,37 @@ def interactive_behind_batch(bench: Bench) -> None:
     store.close()
 
 
+def celery_worker(bench: Bench, store: Store) -> subprocess.Popen[bytes]:
+    """A Celery worker process (deckgen.tasks, as the README runs it) on the same store,
+    Slides server, model and Redis-held quota as the runners."""
+    env = {**os.environ, "DECKGEN_QUEUE_URL": BROKER, "DECKGEN_REDIS_URL": QUOTA_REDIS,
+           "DECKGEN_DATABASE_URL": store.url, "GOOGLE_APPLICATION_CREDENTIALS": bench.sa,
+           "DECKGEN_GOOGLE_API_ENDPOINT": bench.google.url,
+           "DECKGEN_DRIVE_API_ENDPOINT": bench.google.url,
+           "DECKGEN_SELF_HOSTED_URL": bench.model.url, "DECKGEN_SELF_HOSTED_MODEL": "zero-latency",
+           "DECKGEN_OUTPUT_DIR": str(bench.tmp / "decks")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "deckgen.tasks", "worker", "--pool", "threads",
+         "--concurrency", str(bench.args.workers), "-Q", "deckgen", "--loglevel", "WARNING"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(bench.tmp / "celery.log", "ab"))
+
+
 def two_replicas(bench: Bench) -> None:
     stores = [bench.store("replicas"), bench.store("replicas")]
     runners = [bench.runner(s) for s in stores]
     decks = bench.decks(bench.args.replica_decks)
     bench.accepted.clear()
     calls_before = len(bench.google.calls)
+    worker = celery_worker(bench, stores[0]) if bench.args.celery else None
     start = time.monotonic()
     batch_id, jobs, _ = stores[0].create_batch_with_jobs("ops", [bench.request(d)
                                                                  for d in decks])
+    if worker is not None:  # every job is also sent to the broker, as the service does
+        from deckgen.tasks import dispatcher
+
+        send = dispatcher(BROKER)
+        for job in jobs:
+            send(job.id)
     for r in runners:
         r.start()
     while True:
@@ -182,21 +208,29 @@ def two_replicas(bench: Bench) -> None:
     took = time.monotonic() - start
     for r in runners:
         r.stop()
+    if worker is not None:
+        worker.terminate()
+        worker.wait(30)
     calls = bench.google.calls[calls_before:]
     too_many = sum(1 for c in calls if c["status"] == 429)
     writes = [c["path"] for c in calls if c["path"].endswith(":batchUpdate")
               and c["status"] == 200]
-    by_worker = {r.worker_id: sum(1 for j in jobs if j.worker == r.worker_id) for r in runners}
-    print(f"## Two runners on one {bench.args.store} store"
-          f"{' (quota in Redis)' if bench.args.redis else ''}, one service account, "
-          f"{len(decks)} decks\n")
+    by_worker = {f"runner {i}": sum(1 for j in jobs if j.worker == r.worker_id)
+                 for i, r in enumerate(runners, 1)}
+    if worker is not None:
+        ours = {r.worker_id for r in runners}
+        by_worker["celery"] = sum(1 for j in jobs if j.worker not in ours)
+    print(f"## Two runners{' and a Celery worker' if worker else ''} on one "
+          f"{bench.args.store} store{' (quota in Redis)' if bench.args.redis else ''}, "
+          f"one service account, {len(decks)} decks\n")
     print("| decks done | wall (s) | most writes in any 60-s window | HTTP 429 | "
           "decks written more than once | jobs finished per runner |")
     print("| ---: | ---: | ---: | ---: | ---: | --- |")
     done = sum(1 for j in jobs if j.state == "done")
     twice = len(writes) - len(set(writes))
     print(f"| {done} | {took:.1f} | {most_in_window([t for t, _ in bench.accepted])} | "
-          f"{too_many} | {twice} | {sorted(by_worker.values())} |\n")
+          f"{too_many} | {twice} | "
+          f"{', '.join(f'{k}: {n}' for k, n in by_worker.items())} |\n")
     for s in stores:
         s.close()
 
@@ -208,8 +242,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--redis", action="store_true")
+    parser.add_argument("--celery", action="store_true",
+                        help="a Celery worker process beside the two runners (needs --redis)")
     parser.add_argument("--only", choices=("interactive", "replicas"))
     args = parser.parse_args()
+    if args.celery and not args.redis:
+        parser.error("--celery needs --redis: every process counts Slides writes there")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     bench = Bench(args)
     try:
