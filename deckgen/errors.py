@@ -20,6 +20,24 @@ class DeckgenError(Exception):
         return out
 
 
+class FieldError(DeckgenError):
+    """Something a caller sent is wrong, and `field` says where (`route`,
+    `items[3].presentation_id`); the API puts it beside the message."""
+
+    http_status = 422
+
+    def __init__(self, message: str, field: str | None = None, *,
+                 details: object | None = None) -> None:
+        super().__init__(message, details=details)
+        self.field = field
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        if self.field:
+            out["field"] = self.field
+        return out
+
+
 class BriefError(DeckgenError):
     """The brief is malformed: `details` maps each bad field to what is wrong with it."""
 

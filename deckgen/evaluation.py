@@ -266,14 +266,18 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
             values = report["summary"][v]["sections"].get(name, {})
             sections.append(f"| {name} | {v} | " + " | ".join(
                 _cell(values.get(m)) for m in metrics) + " |")
-    markdown = "\n".join(header + sections) + "\n"
+    return write_files(report, "\n".join(header + sections) + "\n", out, "deckgen evaluation")
+
+
+def write_files(report: dict[str, Any], markdown: str, out: Path, title: str) -> list[Path]:
+    """report.json, report.md (the tables) and report.html (the tables and the charts)."""
     paths = [out / "report.json", out / "report.md", out / "report.html"]
     paths[0].write_text(json.dumps(report, indent=2, ensure_ascii=False))
     paths[1].write_text(markdown)
     images = "".join(f'<img alt="{html.escape(LABELS[m])}" src="data:image/png;base64,{png}">'
                      for m, png in _charts(report).items())
     paths[2].write_text(
-        "<!doctype html><meta charset='utf-8'><title>deckgen evaluation</title>"
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}</style>"
         f"<pre>{html.escape(markdown)}</pre><h2>Charts</h2>{images}")

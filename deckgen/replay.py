@@ -18,7 +18,6 @@ repair rate of the recorded run were not recorded, so their old cells are empty.
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import time
 from collections.abc import Callable
@@ -33,13 +32,13 @@ from deckgen.errors import DeckgenError
 from deckgen.evaluation import (
     LABELS,
     Variant,
-    _charts,
     code_version,
     guard_metrics,
     metrics_in,
     prompts_digest,
     section_metrics,
     summarise,
+    write_files,
 )
 from deckgen.examples import Case
 from deckgen.grounding import Grounding
@@ -282,17 +281,7 @@ def write_replay_report(report: dict[str, Any], out: Path) -> list[Path]:
             values = report["summary"][v]["sections"].get(name, {})
             body.append(f"| {name} | {v} | " + " | ".join(_cell(values.get(m))
                                                           for m in metrics) + " |")
-    markdown = "\n".join(header + body) + "\n"
-    paths = [out / "report.json", out / "report.md", out / "report.html"]
-    paths[0].write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    paths[1].write_text(markdown)
-    images = "".join(f'<img alt="{html.escape(LABELS[m])}" src="data:image/png;base64,{png}">'
-                     for m, png in _charts(report).items())
-    paths[2].write_text(
-        "<!doctype html><meta charset='utf-8'><title>deckgen replay</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}</style>"
-        f"<pre>{html.escape(markdown)}</pre><h2>Charts</h2>{images}")
-    return paths
+    return write_files(report, "\n".join(header + body) + "\n", out, "deckgen replay")
 
 
 def replay_command(store: Any, privacy: Any, variants: list[Variant],

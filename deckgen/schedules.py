@@ -37,7 +37,7 @@ from croniter import CroniterBadDateError, croniter
 from deckgen.archive import FailureReporter
 from deckgen.brief import parse_brief
 from deckgen.config import ScheduleSettings
-from deckgen.errors import BriefError, DeckgenError
+from deckgen.errors import BriefError, DeckgenError, FieldError
 from deckgen.jobs import initial_progress
 from deckgen.sections import SectionSpec, pick_sections
 from deckgen.store import JobRequests, Store
@@ -60,22 +60,10 @@ CRON_HELP = ("five fields: minute hour day-of-month month day-of-week, e.g. \"0 
 Resolver = Callable[[Schedule, float | None], list[dict[str, Any]]]
 
 
-class InvalidSchedule(DeckgenError):
+class InvalidSchedule(FieldError):
     """A schedule a caller got wrong: bad cron text, time zone, name, source or options."""
 
     code = "invalid_schedule"
-    http_status = 422
-
-    def __init__(self, message: str, field: str | None = None, *,
-                 details: object | None = None) -> None:
-        super().__init__(message, details=details)
-        self.field = field
-
-    def to_dict(self) -> dict[str, object]:
-        out = super().to_dict()
-        if self.field:
-            out["field"] = self.field
-        return out
 
 
 class RunError(DeckgenError):

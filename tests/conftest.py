@@ -104,6 +104,27 @@ def local_url(config) -> Iterator[str]:
 # --- the service, as Flask's tutorial (flaskr) tests it: a fresh app and store per test ----
 
 @pytest.fixture
+def sf():
+    """A fake Salesforce (TLS, OAuth client credentials, SOQL, sobjects) on 127.0.0.1."""
+    from tests.fake_salesforce import FakeSalesforce
+
+    fake = FakeSalesforce().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def hubspot():
+    """A fake HubSpot CRM v3 API on 127.0.0.1 that accepts the private-app token TOKEN."""
+    from tests.fake_hubspot import TOKEN, FakeHubSpot
+
+    fake = FakeHubSpot().start()
+    fake.add_token(TOKEN)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
 def pg_schema():
     """A fresh PostgreSQL schema per test, so parallel runs never collide; the test is
     skipped, saying why, when PostgreSQL is not reachable."""

@@ -31,6 +31,7 @@ JSON = dict[str, Any]
 TYPES = ("deals", "companies", "contacts", "notes")
 ALL_SCOPES = frozenset({"crm.objects.deals.read", "crm.objects.deals.write",
                         "crm.objects.companies.read", "crm.objects.contacts.read"})
+TOKEN = "pat-na1-test"  # the private-app token the `hubspot` fixture (conftest) accepts
 NOTE_TO_DEAL = 214  # HUBSPOT_DEFINED association type id: note -> deal
 DEFINED = {  # the properties each object type has in a fresh portal (a subset)
     "deals": {"dealname", "dealstage", "pipeline", "amount", "closedate", "description",

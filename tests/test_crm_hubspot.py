@@ -5,7 +5,6 @@ the errors a caller meets, the 429 retry, write-back, and the open deals changed
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,17 +21,7 @@ from deckgen.crm.errors import (
 )
 from deckgen.crm.hubspot import HubSpotProvider, html_to_text
 from deckgen.crm.mapping import load_mapping
-from tests.fake_hubspot import ALL_SCOPES, FakeHubSpot
-
-TOKEN = "pat-na1-test"
-
-
-@pytest.fixture
-def hubspot() -> Iterator[FakeHubSpot]:
-    fake = FakeHubSpot().start()
-    fake.add_token(TOKEN)
-    yield fake
-    fake.stop()
+from tests.fake_hubspot import ALL_SCOPES, TOKEN, FakeHubSpot
 
 
 def provider(fake: FakeHubSpot, mapping=None, token: str = TOKEN, **options) -> HubSpotProvider:

@@ -22,7 +22,6 @@ from deckgen.crm.errors import (
 )
 from deckgen.crm.mapping import load_mapping
 from deckgen.crm.salesforce import CrmFieldUnknown, SalesforceProvider
-from tests.fake_salesforce import FakeSalesforce
 
 CUSTOM = """
 record: {name: "{Opportunity.Name}", stage: "{Opportunity.StageName}"}
@@ -32,13 +31,6 @@ brief:
   opportunity: "{Opportunity.Name}"
 required: [client, industry]
 """
-
-
-@pytest.fixture
-def sf():
-    fake = FakeSalesforce().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -17,26 +17,14 @@ from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from deckgen.errors import DeckgenError
+from deckgen.errors import FieldError
 
 M = TypeVar("M", bound=BaseModel)
 MAX_DEPTH = 32  # a batch's deepest brief field is 6 levels down
 
 
-class InvalidRequest(DeckgenError):
+class InvalidRequest(FieldError):
     code = "invalid_request"
-    http_status = 422
-
-    def __init__(self, message: str, field: str | None = None, *,
-                 details: object | None = None) -> None:
-        super().__init__(message, details=details)
-        self.field = field
-
-    def to_dict(self) -> dict[str, object]:
-        out = super().to_dict()
-        if self.field:
-            out["field"] = self.field
-        return out
 
 
 def _refuse_constant(name: str) -> Any:

@@ -65,17 +65,14 @@ def resolve_brief() -> Response:
            errors=WEBHOOK_ERRORS, public=True)
 def hubspot_webhook() -> Response:
     svc = service()
-    secret = svc.config.crm.hubspot_app_secret
-    if not secret:
-        raise CrmNotConfigured("HubSpot webhooks are not set up on this server "
-                               "(DECKGEN_HUBSPOT_APP_SECRET)")
+    secret = webhook_secret(svc.config.crm.hubspot_app_secret, "HubSpot",
+                            "DECKGEN_HUBSPOT_APP_SECRET")
     body = read_body()
     uri = (svc.config.crm.webhook_url or request.host_url.rstrip("/")) + \
         request.full_path.rstrip("?")
     signature = verify_hubspot(secret, request.method, uri, body, dict(request.headers),
                                time.time())
-    changes, ignored = hubspot_events(body)
-    return deliver(svc, "hubspot", signature, changes, ignored)
+    return deliver(svc, "hubspot", signature, *hubspot_events(body))
 
 
 @bp.post("/v1/webhooks/salesforce")
@@ -84,14 +81,17 @@ def hubspot_webhook() -> Response:
            errors=WEBHOOK_ERRORS, public=True)
 def salesforce_webhook() -> Response:
     svc = service()
-    secret = svc.config.crm.salesforce_webhook_secret
-    if not secret:
-        raise CrmNotConfigured("Salesforce webhooks are not set up on this server "
-                               "(DECKGEN_SALESFORCE_WEBHOOK_SECRET)")
+    secret = webhook_secret(svc.config.crm.salesforce_webhook_secret, "Salesforce",
+                            "DECKGEN_SALESFORCE_WEBHOOK_SECRET")
     body = read_body()
     signature = verify_salesforce(secret, body, dict(request.headers), time.time())
-    changes, ignored = salesforce_events(body)
-    return deliver(svc, "salesforce", signature, changes, ignored)
+    return deliver(svc, "salesforce", signature, *salesforce_events(body))
+
+
+def webhook_secret(secret: str | None, label: str, variable: str) -> str:
+    if not secret:
+        raise CrmNotConfigured(f"{label} webhooks are not set up on this server ({variable})")
+    return secret
 
 
 def deliver(svc: Service, crm: str, signature: str, changes: list[StageChange],
