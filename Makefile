@@ -13,7 +13,7 @@ BASE := $(VENV)/.installed-base
 STAMP := $(VENV)/.installed
 PIP_LLAMA = --find-links "$$(cat $(VENV)/.llama-wheels)" --only-binary llama-cpp-python
 
-.PHONY: install demo test render-tools browser-tools lint bench template serve clean
+.PHONY: install demo test render-tools browser-tools lint bench template serve clean adapter
 
 $(BASE): setup.cfg pyproject.toml scripts/build_llama.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,12 @@ browser-tools:
 # Benchmarks (not tests: nothing fails on a number); writes bench/RESULTS.md in a few minutes.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# A LoRA for the embedded model, trained on the CPU and converted to a GGUF adapter
+# (DECKGEN_LOCAL_LORA) in var/adapter; `make adapter EVAL=1` also evaluates base against
+# adapter on the held-out cases. About 45 minutes on 2 cores; bench/RESULTS.md section 10.
+adapter: $(STAMP)
+	PYTHON=$(BIN)/python DECKGEN=$(BIN)/deckgen sh training/embedded.sh var/adapter
 
 lint: $(STAMP)
 	$(BIN)/ruff check deckgen tests scripts bench training

@@ -226,6 +226,8 @@ class Config:
     # whole solved cases shown to the embedded model in the shared layout (with none,
     # SmolLM2-135M wrote no usable slide; with one it copies some facts, which the guard cuts)
     local_examples: int = 1
+    # a LoRA adapter (GGUF) the local llama.cpp server applies to the model; None: the base
+    local_lora: Path | None = None
     # self-hosted: a fine-tuned model behind vLLM
     self_hosted_url: str | None = None
     self_hosted_model: str | None = None
@@ -298,6 +300,7 @@ class Config:
             local_layout=_choice(env, "DECKGEN_LOCAL_LAYOUT", ("shared", "turns"), "shared"),
             local_ground_repair=_flag(env, "DECKGEN_LOCAL_GROUNDING_REPAIR", False),
             local_examples=_int(env, "DECKGEN_LOCAL_EXAMPLES", 1, minimum=0),
+            local_lora=Path(env["DECKGEN_LOCAL_LORA"]) if env.get("DECKGEN_LOCAL_LORA") else None,
             self_hosted_url=env.get("DECKGEN_SELF_HOSTED_URL") or None,
             self_hosted_model=env.get("DECKGEN_SELF_HOSTED_MODEL") or None,
             self_hosted_api_key=env.get("DECKGEN_SELF_HOSTED_API_KEY") or None,

@@ -1,14 +1,18 @@
 """The embedded model, for real: llama.cpp's server running SmolLM2-135M."""
 
+from pathlib import Path
+
 import pytest
 from openai import OpenAI
 
 from deckgen.brief import parse_brief
+from deckgen.config import Config
 from deckgen.deck import Generator, generate_section
+from deckgen.errors import ConfigError
 from deckgen.examples import select_examples
 from deckgen.llm.client import ModelRoute
-from deckgen.llm.local import LlamaCounter
-from deckgen.llm.router import Router
+from deckgen.llm.local import LlamaCounter, LocalServer
+from deckgen.llm.router import Models, Router
 
 pytestmark = pytest.mark.slow
 
@@ -75,3 +79,65 @@ def test_a_dead_self_hosted_route_fails_over_to_the_real_local_model(
     assert result.route == "local" and result.status == "ok", result.error
     assert [f["route"] for f in result.failovers] == ["self-hosted"]
     assert len(fake_openai.requests) == 2
+
+
+def tiny_lora(path: Path, layers: int = 30, width: int = 576) -> Path:
+    """A rank-1 LoRA for SmolLM2-135M in llama.cpp's GGUF adapter format (what
+    convert_lora_to_gguf.py writes), on the query and value projections of every layer, with
+    fixed random weights large enough to change what the model writes."""
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_type("adapter")
+    writer.add_string("adapter.type", "lora")
+    writer.add_float32("adapter.lora.alpha", 1.0)
+    for layer in range(layers):
+        for name in ("attn_q", "attn_v"):
+            out = width if name == "attn_q" else width // 3  # 3 query heads per KV head
+            prefix = f"blk.{layer}.{name}.weight"
+            writer.add_tensor(f"{prefix}.lora_a", rng.normal(0, 1, (1, width)).astype("f2"))
+            writer.add_tensor(f"{prefix}.lora_b", rng.normal(0, 1, (out, 1)).astype("f2"))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def _greedy(url: str, model: str) -> str:
+    client = OpenAI(base_url=url, api_key="local", max_retries=0, timeout=120)
+    response = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Name three colours."}],
+        max_tokens=12, temperature=0)
+    return response.choices[0].message.content or ""
+
+
+def test_the_local_server_applies_a_lora_adapter(config, local_url, tmp_path):
+    adapter = tiny_lora(tmp_path / "tiny-lora.gguf")
+    server = LocalServer(config.local_model_path, config.local_context, 2, lora_path=adapter)
+    url = server.start()
+    try:
+        with_adapter = _greedy(url, config.local_model_path.stem)
+        log = server.tail(100_000)
+        assert f"loading lora adapter from '{adapter}'" in log
+        assert "lora for 'blk.29.attn_v.weight'" in log
+    finally:
+        server.stop()
+    # the same greedy request on the base model: the adapter changed what the model wrote
+    assert with_adapter != _greedy(local_url, config.local_model_path.stem)
+
+
+def test_a_missing_lora_adapter_is_a_configuration_error_before_any_start(tmp_path):
+    missing = tmp_path / "nowhere.gguf"
+    config = Config.from_env({"DECKGEN_LOCAL_LORA": str(missing)})
+    assert config.local_lora == missing
+    models = Models(config)
+    with pytest.raises(ConfigError, match="DECKGEN_LOCAL_LORA") as raised:
+        models.build("local")
+    assert str(missing) in raised.value.message
+    server = LocalServer(config.local_model_path, config.local_context, 1, lora_path=missing)
+    with pytest.raises(ConfigError):
+        server.start()
+    assert server.state() == "stopped"

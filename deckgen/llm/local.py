@@ -5,7 +5,8 @@ process rather than calling llama.cpp in-process. Why: every route then goes thr
 same `openai` client code (request shape, usage accounting, errors, timeouts), so the local
 route exercises exactly what serves production; the model runs in its own process, free of
 our GIL and killable on a timeout; and one server can be shared by many deckgen processes
-(DECKGEN_LOCAL_URL). The cost is about a second of start-up per process.
+(DECKGEN_LOCAL_URL). The cost is about a second of start-up per process. A LoRA adapter in
+GGUF form (DECKGEN_LOCAL_LORA, training/embedded.sh) is applied by the same server.
 
 Token counts for this model are exact: `LlamaCounter` loads only the GGUF's vocabulary and
 formats messages with the same chat formatter the server uses."""
@@ -27,7 +28,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from deckgen.errors import ModelError
+from deckgen.errors import ConfigError, ModelError
 
 Message = dict[str, str]
 
@@ -42,8 +43,9 @@ class LocalServer:
     """llama.cpp's OpenAI-compatible server for one GGUF, on a free port of 127.0.0.1."""
 
     def __init__(self, model_path: Path, context: int, threads: int,
-                 start_timeout: float = 120.0) -> None:
+                 start_timeout: float = 120.0, lora_path: Path | None = None) -> None:
         self.model_path = model_path
+        self.lora_path = lora_path
         self.context = context
         self.threads = threads
         self.start_timeout = start_timeout
@@ -52,6 +54,9 @@ class LocalServer:
         self.url = ""
 
     def start(self) -> str:
+        if self.lora_path is not None and not self.lora_path.is_file():
+            raise ConfigError(f"DECKGEN_LOCAL_LORA names no file: {self.lora_path} (a GGUF "
+                              "LoRA adapter for the local model: training/embedded.sh writes one)")
         port = free_port()
         cmd = [
             sys.executable, "-m", "llama_cpp.server",
@@ -63,6 +68,8 @@ class LocalServer:
             # Requests queue instead of cutting each other off: sections arrive together.
             "--interrupt_requests", "False",
         ]
+        if self.lora_path is not None:
+            cmd += ["--lora_path", str(self.lora_path)]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{port}/v1"
         deadline = time.monotonic() + self.start_timeout

