@@ -169,3 +169,35 @@ def test_a_shared_window_counts_tokens_too(two_homes):
     assert 0 < wait <= WINDOW
     assert b.take(scope, None, 100, 40) == 0  # exactly 100
     assert a.lease(scope, 1, 30) is not None and b.lease(scope, 1, 30) is None
+
+
+def test_a_lease_released_while_redis_is_away_is_released_once_it_is_back():
+    """A call that ended during an outage must not hold a slot of the shared cap until its
+    lease expires: with a cap of 1, the next call after the outage gets the slot at once."""
+    from deckgen.llm.limits import Pacer, Saturated, SharedPacer
+    from tests.tcp_proxy import TcpProxy
+
+    proxy = TcpProxy("127.0.0.1", 6379).start()
+    home = RedisHome(f"redis://127.0.0.1:{proxy.port}/13", prefix=f"orphans-{time.time()}")
+    local = Pacer(None, None, 1, time.monotonic, time.sleep)
+    pacer = SharedPacer(home, "route", None, None, 1, 600.0, local, time.monotonic,
+                        time.sleep)
+    try:
+        pacer.acquire(10, until=time.monotonic() + 5)  # the one shared slot, leased
+        proxy.cut()
+        pacer.release()  # Redis is away: the lease cannot be given back now
+        proxy.restore()
+        # the lease (600 s) would still fill the cap; it is released on the next call
+        pacer.acquire(10, until=time.monotonic() + 5)
+        assert not pacer.away
+        pacer.release()
+        pacer.acquire(10, until=time.monotonic() + 5)
+        other = SharedPacer(home, "route", None, None, 1, 600.0,
+                            Pacer(None, None, 1, time.monotonic, time.sleep), time.monotonic,
+                            time.sleep)
+        with pytest.raises(Saturated):  # the cap is really shared: one slot, now held
+            other.acquire(10, until=time.monotonic() + 1)
+        pacer.release()
+    finally:
+        proxy.stop()
+        home.close()

@@ -234,9 +234,30 @@ class SharedPacer:
         self.away = False
         self._mine = threading.local()  # this thread's lease, or "local"
         self.counts = _Counts()
+        # leases whose release failed while the home was away: released once it is back,
+        # so an outage does not leave the shared cap full of calls that ended long ago
+        self._orphans: list[str] = []
+        self._orphans_lock = threading.Lock()
 
     def load(self) -> RouteLoad:
         return self.counts.load(self.concurrency)
+
+    def _orphan(self, lease: str) -> None:
+        with self._orphans_lock:
+            self._orphans.append(lease)
+
+    def _release_orphans(self) -> None:
+        """Release what could not be released while the home was away (raises if it still
+        is; what is left stays for the next try)."""
+        with self._orphans_lock:
+            orphans, self._orphans = self._orphans, []
+        for i, lease in enumerate(orphans):
+            try:
+                self.home.release(self.scope, lease)
+            except Exception:
+                with self._orphans_lock:
+                    self._orphans.extend(orphans[i:])
+                raise
 
     def acquire(self, tokens: int, until: float | None = None, priority: int = 0) -> float:
         """Wait for a shared in-flight slot and room in the shared windows, at most until
@@ -262,7 +283,10 @@ class SharedPacer:
                         f"past its deadline; waited {self.clock() - start:.1f}s")
                 self.sleep(POLL)
                 continue
+            lease = None
             try:
+                if self._orphans:
+                    self._release_orphans()
                 lease = self.home.lease(self.scope, self.concurrency, self.lease_seconds)
                 wait = POLL
                 if lease is not None:
@@ -272,7 +296,10 @@ class SharedPacer:
                         self._mine.lease = lease
                         return self.clock() - start
                     self.home.release(self.scope, lease)
+                    lease = None
             except Exception as exc:  # noqa: BLE001 - any failure of the home: pace alone
+                if lease is not None:
+                    self._orphan(lease)
                 self._gone(exc)
                 waited = self.local.acquire(tokens, until, priority)
                 self._mine.lease = "local"
@@ -292,7 +319,8 @@ class SharedPacer:
         elif lease:
             try:
                 self.home.release(self.scope, lease)
-            except Exception as exc:  # noqa: BLE001 - the lease expires by itself
+            except Exception as exc:  # noqa: BLE001 - released once the home is back
+                self._orphan(lease)
                 self._gone(exc)
 
     def hold(self, seconds: float) -> None:
