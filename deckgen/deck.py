@@ -47,9 +47,6 @@ class Generator:
     # (prompts/_shared.j2: one prefix for every section of a deck, for prefix caching)
     layouts: dict[str, str] = field(default_factory=dict)
     shared_examples: int = 1  # whole solved cases shown in the shared layout
-    # the priority this generator's model calls wait with for a route's in-flight slots:
-    # lower goes first (the job runner gives batch decks a generator with a higher number)
-    priority: int = 0
 
 
 Progress = Callable[[str, SectionSpec, SectionResult | None], None]
@@ -173,8 +170,7 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
                 name, redactor.messages(fit.messages, result.prompt_base_turns - 1)
                 if redactor else fit.messages,
                 section=spec.name, schema=schema, max_tokens=spec.max_completion_tokens,
-                temperature=gen.temperature, prompt_tokens=fit.prompt_tokens, stats=stats,
-                priority=gen.priority)
+                temperature=gen.temperature, prompt_tokens=fit.prompt_tokens, stats=stats)
         finally:
             timings["model"] += clock() - start
 
