@@ -141,6 +141,9 @@ def parse_output(spec: SectionSpec, text: str) -> tuple[dict[str, Any] | None, l
         return None, [f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"]
     if isinstance(data, dict):
         data = {k: _strip(v) for k, v in data.items()}
+        items = data.get(spec.list_key)
+        if isinstance(items, list):  # a blank item (" " folds to "") is no item, not an error
+            data[spec.list_key] = [i for i in items if i != ""]
     validator = Draft202012Validator(spec.json_schema())
     problems = []
     for err in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):

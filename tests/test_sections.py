@@ -107,3 +107,12 @@ def test_text_cut_at_its_limit_ends_at_a_whole_word(specs):
         {"name": "Ana Ruiz", "role": "COO", "cares_about": cares[:limit]}] * 2}))
     assert problems == [], problems
     assert ends_on_a_word(content["people"][0]["cares_about"], cares)
+
+
+def test_a_blank_item_is_left_out_not_an_error(specs):
+    content, problems = parse_output(specs["current_state"], json.dumps(
+        {"title": "Today", "bullets": ["a", " ", "b", "c"]}))
+    assert problems == [] and content["bullets"] == ["a", "b", "c"]
+    content, problems = parse_output(specs["current_state"], json.dumps(
+        {"title": "Today", "bullets": ["a", " ", "b"]}))  # two left: under the minimum of 3
+    assert content is None and any("bullets" in p for p in problems)
