@@ -14,7 +14,7 @@ import pytest
 from deckgen.crm.outbox import Outbox
 from tests.fake_hubspot import TOKEN, FakeHubSpot
 from tests.slides_fixtures import realistic_template
-from tests.test_crm_webhooks import hubspot_signed, stage_event
+from tests.webhook_signing import hubspot_signed, stage_event
 
 PUBLIC = "https://deckgen.example.com"
 ROOT = Path(__file__).resolve().parent.parent
