@@ -4,8 +4,9 @@ never its own few-shot example), and writing the report (JSON, Markdown, HTML wi
 Per section and overall: schema validity and repair rate, fit to the slide (item count and
 length within the spec), grounding (names and numbers in the output found neither in the
 brief nor in the section's instructions, as a rate: a hallucination signal), ROUGE-L overlap
-with the reference section (rouge-score), latency and tokens; optionally an LLM judge's rubric
-scores (deckgen/judge.py), labelled as a model's opinion."""
+with the reference section (rouge-score), duplicate items (a section saying one thing twice),
+latency and tokens; optionally an LLM judge's rubric scores (deckgen/judge.py), labelled as a
+model's opinion."""
 
 from __future__ import annotations
 
@@ -25,15 +26,17 @@ from typing import Any
 
 from deckgen import __version__
 from deckgen.deck import Generator, SectionResult, generate_deck
+from deckgen.errors import FieldError
 from deckgen.examples import Case
 from deckgen.grounding import Grounding
 from deckgen.judge import CRITERIA, Judge
 from deckgen.sections import SectionSpec
 
 _ENTITY = re.compile(r"\d[\d,.]*%?|\b[A-Z][A-Za-z&'-]{1,}\b")
+_PUNCTUATION = re.compile(r"[^\w\s]")
 METRICS = ("valid", "repaired", "fits", "ungrounded_rate", "leaked", "guard_repaired",
-           "guard_dropped", "guard_flagged", "rouge_l", "seconds", "prompt_tokens",
-           "completion_tokens")
+           "guard_dropped", "guard_flagged", "rouge_l", "duplicate_items", "seconds",
+           "prompt_tokens", "completion_tokens")
 JUDGE_METRICS = tuple(f"judge_{c}" for c in CRITERIA)
 
 
@@ -59,20 +62,55 @@ class Variant:
     prompts_dir: Path
 
 
+def pick_cases(cases: list[Case], ids: list[str] | None) -> list[Case]:
+    """The named cases, in the order named (all of them when `ids` is None); an id no case
+    has fails before any model time, naming the ids there are."""
+    if ids is None:
+        return cases
+    by_id = {c.id: c for c in cases}
+    unknown = [i for i in ids if i not in by_id]
+    if unknown:
+        raise FieldError(f"unknown case(s) {', '.join(unknown)}; the solved cases are: "
+                         f"{', '.join(by_id) or 'none'}", "cases")
+    return [by_id[i] for i in dict.fromkeys(ids)]
+
+
 def entities(text: str) -> set[str]:
     """Numbers and capitalised words: what a hallucinated fact is made of."""
     return {m.group(0).rstrip(".,") for m in _ENTITY.finditer(text)}
 
 
+def _normalised(text: str) -> str:
+    """How two items are compared: case-folded, punctuation gone, spaces collapsed."""
+    return " ".join(_PUNCTUATION.sub(" ", text.casefold()).split())
+
+
+def duplicate_share(items: list[str]) -> float | None:
+    """The share of items that repeat another item of the same section: the same words once
+    case, spacing and punctuation are ignored, or wholly contained, as whole words, in
+    another item ("SAP TM" in "SAP TM plans the loads"). Of equal items the first is the
+    original and the others repeat it. None for a section without items."""
+    texts = [_normalised(i) for i in items]
+    padded = [f" {t} " for t in texts]
+    repeats = sum(
+        bool(text) and any(j != i and padded[i] in padded[j] and (text != texts[j] or j < i)
+                           for j in range(len(texts)))
+        for i, text in enumerate(texts))
+    return repeats / len(texts) if texts else None
+
+
 def section_metrics(spec: SectionSpec, result: SectionResult, case: Case,
-                    instructions: str, scorer: Any) -> dict[str, float]:
+                    instructions: str, scorer: Any) -> dict[str, float | None]:
     reference = case.sections[spec.name]
     ref_text = " ".join([str(reference["title"]), *spec.lines(reference)])
-    row = {"valid": float(result.status != "failed"), "repaired": float(result.repaired),
-           "seconds": result.seconds, "prompt_tokens": float(result.prompt_tokens),
-           "completion_tokens": float(result.completion_tokens)}
+    row: dict[str, float | None] = {
+        "valid": float(result.status != "failed"), "repaired": float(result.repaired),
+        "seconds": result.seconds, "prompt_tokens": float(result.prompt_tokens),
+        "completion_tokens": float(result.completion_tokens)}
     if result.content is None:
-        return {**row, "fits": 0.0, "ungrounded_rate": 1.0, "rouge_l": 0.0}
+        # a failed section has no items: its duplicates are unknown ('-'), not none
+        return {**row, "fits": 0.0, "ungrounded_rate": 1.0, "rouge_l": 0.0,
+                "duplicate_items": None}
     items = result.content.get(spec.list_key, [])
     limit = spec.item_chars or sum((spec.item_fields or {}).values()) + 6
     fits = spec.min_items <= len(items) <= spec.max_items and all(
@@ -83,7 +121,8 @@ def section_metrics(spec: SectionSpec, result: SectionResult, case: Case,
     ungrounded = [e for e in found if e.lower() not in source]
     return {**row, "fits": float(fits),
             "ungrounded_rate": len(ungrounded) / len(found) if found else 0.0,
-            "rouge_l": scorer.score(ref_text, text)["rougeL"].fmeasure}
+            "rouge_l": scorer.score(ref_text, text)["rougeL"].fmeasure,
+            "duplicate_items": duplicate_share(result.lines)}
 
 
 def guard_metrics(index: Grounding, spec: SectionSpec, result: SectionResult,
@@ -199,6 +238,7 @@ LABELS = {"valid": "schema valid", "repaired": "repaired", "fits": "fits the sli
           "guard_repaired": "share repaired by the guard", "guard_dropped": "share with "
           "items dropped by the guard", "guard_flagged": "share flagged (claims marked)",
           "rouge_l": "ROUGE-L vs reference",
+          "duplicate_items": "duplicate items (share; lower is better)",
           "seconds": "seconds", "prompt_tokens": "prompt tokens",
           "completion_tokens": "completion tokens",
           "cost_usd": "cost, US$ (priced models)",
@@ -245,7 +285,10 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
     header = [f"# deckgen evaluation, {report['created']}", "",
               f"Code {report['code_version']}; {len(report['cases'])} cases, leave-one-out. "
               "ungrounded = share of names and numbers in the output found neither in the "
-              "brief nor in the section's instructions (lower is better).", ""]
+              "brief nor in the section's instructions (lower is better). duplicate items = "
+              "share of a section's items that repeat another of its items: the same words "
+              "ignoring case, spacing and punctuation, or contained in another item (lower is "
+              "better; '-' where the section failed).", ""]
     for v in report["variants"]:
         header.append(f"- **{v['name']}**: route `{v['route']}`, models "
                       f"{', '.join(v['models']) or '-'}, prompts `{v['prompts_dir']}` "

@@ -138,3 +138,27 @@ def test_help_does_not_import_the_model_or_web_stack():
          "print(sorted(m for m in ('openai', 'flask', 'googleapiclient', 'tenacity', 'pptx')"
          " if m in sys.modules))"], capture_output=True, text=True, cwd=ROOT)
     assert probe.stdout.strip().splitlines()[-1] == "[]", probe.stdout + probe.stderr
+
+
+def test_every_command_is_reachable_through_the_entry_point(tmp_path):
+    """setup.cfg's `deckgen = deckgen.cli:main` and `python -m deckgen.cli` are one command,
+    whichever module of the package a subcommand lives in."""
+    from importlib.metadata import entry_points
+
+    from deckgen import cli
+
+    (script,) = entry_points(group="console_scripts", name="deckgen")
+    assert script.value == "deckgen.cli:main" and script.load() is cli.main
+    helped = deckgen("--help")
+    assert helped.returncode == 0
+    assert "{generate,eval,dataset,serve,keys,jobs,schedules}" in helped.stdout
+    env = {"DECKGEN_DATABASE_URL": str(tmp_path / "cli.sqlite3")}
+    # each family dispatches to its own command and fails the way main maps errors
+    purge = deckgen("jobs", "purge", "no-such-job", env=env)
+    assert purge.returncode == 2 and purge.stderr.startswith("deckgen: error:")
+    assert "Traceback" not in purge.stderr
+    assert deckgen("schedules", "list", env=env).returncode == 0
+    export = deckgen("dataset", "export", "--heldout", "1.5", env=env)
+    assert export.returncode == 2 and "--heldout must be at least 0" in export.stderr
+    usage = deckgen("eval", "--limit", "two")
+    assert usage.returncode == 2 and "invalid int value" in usage.stderr

@@ -54,29 +54,23 @@ PYTHONPATH="$CACHE/gguf-py" "$PYTHON" "$CACHE/convert_lora_to_gguf.py" --base "$
 ls -l "$OUT/smollm2-135m-deckgen-lora.gguf"
 echo "use it: DECKGEN_LOCAL_LORA=$OUT/smollm2-135m-deckgen-lora.gguf"
 
-# 4. base against adapter on the held-out cases: a cases folder in which the held-out cases
-# sort first (so --limit picks them) and every other case stays in the example pool and in
-# the leak check, as when serving. Long timeouts: on a busy machine sections queue past the
-# defaults, and a section lost to a timeout measures the machine, not the model.
+# 4. base against adapter on the held-out cases (--cases: only they run; every other case
+# stays in the example pool and in the leak check, as when serving). Long timeouts: on a
+# busy machine sections queue past the defaults, and a section lost to a timeout measures
+# the machine, not the model.
 if [ "${EVAL:-0}" = 1 ]; then
   export DECKGEN_SECTION_TIMEOUT=1200 DECKGEN_RETRY_DEADLINE=3000
-  CASES="$OUT/heldout-first"
-  rm -rf "$CASES" && mkdir -p "$CASES/cases"
-  N=$("$PYTHON" - "$CASES/cases" "$HELDOUT" <<'EOF'
-import os, pathlib, sys
+  IDS=$("$PYTHON" - "$HELDOUT" <<'EOF'
+import sys
+import yaml
 from deckgen.config import Config
 from deckgen.dataset import heldout
-import yaml
-out, fraction, n = pathlib.Path(sys.argv[1]), float(sys.argv[2]), 0
-for path in sorted((Config.from_env().examples_dir / "cases").glob("*.yaml")):
-    case = yaml.safe_load(path.read_text())
-    held = heldout(str(case.get("id", path.stem)), fraction)
-    n += held
-    os.symlink(path.resolve(), out / f"{0 if held else 1}-{path.name}")
-print(n)
+paths = sorted((Config.from_env().examples_dir / "cases").glob("*.yaml"))
+ids = [str(yaml.safe_load(p.read_text()).get("id", p.stem)) for p in paths]
+print(",".join(i for i in ids if heldout(i, float(sys.argv[1]))))
 EOF
 )
-  "$DECKGEN" eval --routes local --cases "$CASES" --limit "$N" --out "$OUT/eval-base"
+  "$DECKGEN" eval --routes local --cases "$IDS" --out "$OUT/eval-base"
   DECKGEN_LOCAL_LORA="$OUT/smollm2-135m-deckgen-lora.gguf" \
-    "$DECKGEN" eval --routes local --cases "$CASES" --limit "$N" --out "$OUT/eval-lora"
+    "$DECKGEN" eval --routes local --cases "$IDS" --out "$OUT/eval-lora"
 fi
