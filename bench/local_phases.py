@@ -53,10 +53,14 @@ def requests_in(log: str) -> list[dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--brief", default=str(ROOT / "examples/briefs/harbor-logistics.json"))
+    parser.add_argument("--full-grammar", action="store_true",
+                        help="llama-cpp-python's own server (grammar on the whole vocabulary)")
     args = parser.parse_args()
     config = Config.from_env({})
     assert config.local_model_path is not None, "no embedded model installed"
-    server = LocalServer(config.local_model_path, config.local_context, config.local_threads)
+    module = "llama_cpp.server" if args.full_grammar else "deckgen.llm.lazy_grammar"
+    server = LocalServer(config.local_model_path, config.local_context, config.local_threads,
+                         server_module=module)
     url = server.start()
     try:
         cfg = Config.from_env({"DECKGEN_LOCAL_URL": url})

@@ -1,7 +1,8 @@
 """The embedded local model: SmolLM2-135M-Instruct (GGUF) run by llama.cpp.
 
-We run llama.cpp's own OpenAI-compatible server (`python -m llama_cpp.server`) as a child
-process rather than calling llama.cpp in-process. Why: every route then goes through the
+We run llama.cpp's OpenAI-compatible server (llama-cpp-python's, with the JSON grammar
+checked lazily: deckgen/llm/lazy_grammar.py) as a child process rather than calling
+llama.cpp in-process. Why: every route then goes through the
 same `openai` client code (request shape, usage accounting, errors, timeouts), so the local
 route exercises exactly what serves production; the model runs in its own process, free of
 our GIL and killable on a timeout; and one server can be shared by many deckgen processes
@@ -43,8 +44,12 @@ class LocalServer:
     """llama.cpp's OpenAI-compatible server for one GGUF, on a free port of 127.0.0.1."""
 
     def __init__(self, model_path: Path, context: int, threads: int,
-                 start_timeout: float = 120.0, lora_path: Path | None = None) -> None:
+                 start_timeout: float = 120.0, lora_path: Path | None = None,
+                 server_module: str = "deckgen.llm.lazy_grammar") -> None:
         self.model_path = model_path
+        # llama-cpp-python's server with a grammar checked lazily (deckgen/llm/lazy_grammar.py);
+        # "llama_cpp.server" is the library's own, for comparison (bench/local_phases.py)
+        self.server_module = server_module
         self.lora_path = lora_path
         self.context = context
         self.threads = threads
@@ -59,7 +64,7 @@ class LocalServer:
                               "LoRA adapter for the local model: training/embedded.sh writes one)")
         port = free_port()
         cmd = [
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-m", self.server_module,
             "--model", str(self.model_path),
             "--model_alias", self.model_path.stem,
             "--host", "127.0.0.1", "--port", str(port),
