@@ -80,8 +80,10 @@ class LazyGrammarSampler:
 class LazyGrammarLlama(llama_cpp.Llama):
     """`Llama` whose grammar-constrained sampling checks the grammar lazily."""
 
-    def _init_sampler(self, *args: Any, grammar: Any = None, **kwargs: Any) -> Any:
-        chain = super()._init_sampler(*args, grammar=None, **kwargs)
+    # the library passes keywords only; only `grammar` matters here
+    def _init_sampler(self, **kwargs: Any) -> Any:  # type: ignore[override]
+        grammar = kwargs.pop("grammar", None)
+        chain = super()._init_sampler(**kwargs)
         if grammar is None:
             return chain
         checker = _internals.LlamaSampler()
