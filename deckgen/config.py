@@ -159,22 +159,38 @@ def _store_key(env: Mapping[str, str]) -> str | None:
     return key
 
 
-def parse_prices(raw: str) -> dict[str, tuple[float, float]]:
-    """DECKGEN_PRICES: "gpt-4o=2.50/10.00,deckgen=0.20/0.20", US dollars per million
-    prompt / completion tokens, per model name as the server reports it."""
-    prices: dict[str, tuple[float, float]] = {}
+Prices = dict[str, tuple[float, ...]]
+
+
+def parse_prices(raw: str) -> Prices:
+    """DECKGEN_PRICES: "gpt-4o=2.50/10.00/1.25,deckgen=0.20/0.20", US dollars per million
+    prompt / completion / cached prompt tokens, per model name as the server reports it.
+    Without a cached price, cached tokens cost what other prompt tokens do."""
+    prices: Prices = {}
     for entry in filter(None, (e.strip() for e in raw.split(","))):
-        model, _, pair = entry.partition("=")
-        prompt, _, completion = pair.partition("/")
+        model, _, numbers = entry.partition("=")
+        parts = numbers.split("/")
         try:
-            prices[model.strip()] = (float(prompt), float(completion))
+            if len(parts) not in (2, 3):
+                raise ValueError(numbers)
+            prices[model.strip()] = tuple(float(p) for p in parts)
         except ValueError:
-            raise ConfigError(f"DECKGEN_PRICES entry {entry!r} is not MODEL=PROMPT/COMPLETION "
-                              "(US dollars per million tokens, e.g. gpt-4o=2.50/10.00)") from None
+            raise ConfigError(f"DECKGEN_PRICES entry {entry!r} is not MODEL=PROMPT/COMPLETION"
+                              "[/CACHED] (US dollars per million tokens, e.g. "
+                              "gpt-4o=2.50/10.00/1.25)") from None
         if not model.strip() or min(prices[model.strip()]) < 0:
             raise ConfigError(f"DECKGEN_PRICES entry {entry!r} needs a model name and prices "
                               "of at least 0")
     return prices
+
+
+def cost_usd(price: tuple[float, ...], prompt_tokens: int, completion_tokens: int,
+             cached_tokens: int = 0) -> float:
+    """US dollars for one call or a sum of calls; `cached_tokens` are part of
+    `prompt_tokens` (as OpenAI and vLLM report them) and cost the cached price."""
+    cached_price = price[2] if len(price) > 2 else price[0]
+    return ((prompt_tokens - cached_tokens) * price[0] + cached_tokens * cached_price
+            + completion_tokens * price[1]) / 1e6
 
 
 TICK_SECONDS = 15.0  # DECKGEN_SCHEDULE_TICK: how often each replica looks for due schedules
@@ -212,7 +228,7 @@ class Config:
     route: str = "auto"
     temperature: float = 0.3
     # US dollars per million prompt / completion tokens, by model (for eval's cost column)
-    prices: dict[str, tuple[float, float]] = field(default_factory=dict)
+    prices: Prices = field(default_factory=dict)
     section_timeout: float = 180.0
     # local: SmolLM2 through llama.cpp's OpenAI-compatible server
     local_model_path: Path | None = None
@@ -226,6 +242,11 @@ class Config:
     # whole solved cases shown to the embedded model in the shared layout (with none,
     # SmolLM2-135M wrote no usable slide; with one it copies some facts, which the guard cuts)
     local_examples: int = 1
+    # the prompt layout of the other routes (turns: the few-shot turns; shared: as the local
+    # route, for the servers' prefix caches) and the whole cases their shared layout shows
+    openai_layout: str = "turns"
+    self_hosted_layout: str = "turns"
+    shared_examples: int = 2
     # a LoRA adapter (GGUF) the local llama.cpp server applies to the model; None: the base
     local_lora: Path | None = None
     # self-hosted: a fine-tuned model behind vLLM
@@ -300,6 +321,10 @@ class Config:
             local_layout=_choice(env, "DECKGEN_LOCAL_LAYOUT", ("shared", "turns"), "shared"),
             local_ground_repair=_flag(env, "DECKGEN_LOCAL_GROUNDING_REPAIR", False),
             local_examples=_int(env, "DECKGEN_LOCAL_EXAMPLES", 1, minimum=0),
+            openai_layout=_choice(env, "DECKGEN_OPENAI_LAYOUT", ("shared", "turns"), "turns"),
+            self_hosted_layout=_choice(env, "DECKGEN_SELF_HOSTED_LAYOUT", ("shared", "turns"),
+                                       "turns"),
+            shared_examples=_int(env, "DECKGEN_SHARED_EXAMPLES", 2, minimum=0),
             local_lora=Path(env["DECKGEN_LOCAL_LORA"]) if env.get("DECKGEN_LOCAL_LORA") else None,
             self_hosted_url=env.get("DECKGEN_SELF_HOSTED_URL") or None,
             self_hosted_model=env.get("DECKGEN_SELF_HOSTED_MODEL") or None,

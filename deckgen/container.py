@@ -38,8 +38,11 @@ def route_options(config: Config, cases: list[Case]) -> dict[str, Any]:
     return {"grounding": Grounding.from_cases(cases) if config.grounding else None,
             "no_ground_repair": frozenset() if config.local_ground_repair
             else frozenset({"local"}),
-            "layouts": {"local": config.local_layout},
-            "shared_examples": config.local_examples}
+            "layouts": {"local": config.local_layout, "openai": config.openai_layout,
+                        "self-hosted": config.self_hosted_layout},
+            "shared_examples": {"local": config.local_examples,
+                                "openai": config.shared_examples,
+                                "self-hosted": config.shared_examples}}
 
 
 def make_slides(config: Config) -> SlidesAccess:

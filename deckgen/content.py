@@ -23,6 +23,7 @@ class SectionResult:
     route: str = ""
     model: str = ""
     prompt_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, those the server's prefix cache served
     completion_tokens: int = 0
     counted_prompt_tokens: int = 0
     budget: int = 0

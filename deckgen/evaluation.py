@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from deckgen import __version__
+from deckgen.config import Prices, cost_usd
 from deckgen.deck import Generator, SectionResult, generate_deck
 from deckgen.errors import FieldError
 from deckgen.examples import Case
@@ -36,7 +37,7 @@ _ENTITY = re.compile(r"\d[\d,.]*%?|\b[A-Z][A-Za-z&'-]{1,}\b")
 _PUNCTUATION = re.compile(r"[^\w\s]")
 METRICS = ("valid", "repaired", "fits", "ungrounded_rate", "leaked", "guard_repaired",
            "guard_dropped", "guard_flagged", "rouge_l", "duplicate_items", "seconds",
-           "prompt_tokens", "completion_tokens")
+           "prompt_tokens", "cached_tokens", "completion_tokens")
 JUDGE_METRICS = tuple(f"judge_{c}" for c in CRITERIA)
 
 
@@ -106,6 +107,7 @@ def section_metrics(spec: SectionSpec, result: SectionResult, case: Case,
     row: dict[str, float | None] = {
         "valid": float(result.status != "failed"), "repaired": float(result.repaired),
         "seconds": result.seconds, "prompt_tokens": float(result.prompt_tokens),
+        "cached_tokens": float(result.cached_tokens),
         "completion_tokens": float(result.completion_tokens)}
     if result.content is None:
         # a failed section has no items: its duplicates are unknown ('-'), not none
@@ -141,7 +143,7 @@ def evaluate(cases: list[Case], variants: list[Variant],
              generator_for: Callable[[Variant], Generator], sections: list[str] | None = None,
              progress: Callable[[str], None] | None = None,
              judge: Judge | None = None,
-             prices: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+             prices: Prices | None = None) -> dict[str, Any]:
     """Run every case through every variant and collect per-section metrics (and, with a
     judge, its rubric scores for every generated section)."""
     from rouge_score import rouge_scorer
@@ -166,8 +168,9 @@ def evaluate(cases: list[Case], variants: list[Variant],
                 metrics.update(guard_metrics(leak_index, spec, result, case))
                 price = (prices or {}).get(result.model)
                 if price:
-                    metrics["cost_usd"] = (result.prompt_tokens * price[0] +
-                                           result.completion_tokens * price[1]) / 1e6
+                    metrics["cost_usd"] = cost_usd(price, result.prompt_tokens,
+                                                   result.completion_tokens,
+                                                   result.cached_tokens)
                 if judge is not None:
                     scores = judge.score(case.brief, spec.label, "\n".join(
                         [result.title, *result.lines])) if result.content else {}
@@ -240,6 +243,7 @@ LABELS = {"valid": "schema valid", "repaired": "repaired", "fits": "fits the sli
           "rouge_l": "ROUGE-L vs reference",
           "duplicate_items": "duplicate items (share; lower is better)",
           "seconds": "seconds", "prompt_tokens": "prompt tokens",
+          "cached_tokens": "of which cached (server prefix cache)",
           "completion_tokens": "completion tokens",
           "cost_usd": "cost, US$ (priced models)",
           **{f"judge_{c}": f"LLM judge: {c} (1-5)" for c in CRITERIA}}

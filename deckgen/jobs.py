@@ -66,7 +66,7 @@ def section_progress(result: SectionResult) -> dict[str, Any]:
     return {"section": result.section,
             "state": "failed" if result.status == "failed" else "done",
             "route": result.route, "model": result.model, "policy": result.policy,
-            "prompt_tokens": result.prompt_tokens,
+            "prompt_tokens": result.prompt_tokens, "cached_tokens": result.cached_tokens,
             "completion_tokens": result.completion_tokens,
             "seconds": result.seconds, "retries": result.retries,
             "failovers": len(result.failovers), "fit": result.fit, "error": result.error,

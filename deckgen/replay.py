@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from deckgen.brief import MARKABLE, Brief, parse_brief
+from deckgen.config import Prices, cost_usd
 from deckgen.content import SectionResult
 from deckgen.deck import Generator, generate_deck
 from deckgen.errors import DeckgenError
@@ -108,7 +109,7 @@ def _as_result(spec: SectionSpec, row: dict[str, Any]) -> SectionResult:
 
 def _metrics(spec: SectionSpec, result: SectionResult, record: Recorded,
              reference: dict[str, Any] | None, index: Grounding, scorer: Any,
-             prices: dict[str, tuple[float, float]]) -> dict[str, Any]:
+             prices: Prices) -> dict[str, Any]:
     """evaluation.py's metrics for one answer; the recorded answer is the reference."""
     case = Case(f"replay:{record.job_id}", record.brief,
                 {spec.name: reference or {"title": "", spec.list_key: []}})
@@ -122,8 +123,8 @@ def _metrics(spec: SectionSpec, result: SectionResult, record: Recorded,
         if result.content else None
     price = prices.get(result.model)
     if price:
-        row["cost_usd"] = (result.prompt_tokens * price[0] +
-                           result.completion_tokens * price[1]) / 1e6
+        row["cost_usd"] = cost_usd(price, result.prompt_tokens, result.completion_tokens,
+                                   result.cached_tokens)
     return row
 
 
@@ -137,7 +138,7 @@ def _internal_only(gen: Generator, route: str, sections: list[str]) -> bool:
 
 def replay(records: list[Recorded], variants: list[Variant],
            generator_for: Callable[[Variant], Generator], sections: list[str] | None = None,
-           prices: dict[str, tuple[float, float]] | None = None,
+           prices: Prices | None = None,
            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the recorded briefs through every variant; the report, old and new side by side
     (the recorded answers are the variant named "recorded")."""
@@ -287,7 +288,7 @@ def write_replay_report(report: dict[str, Any], out: Path) -> list[Path]:
 def replay_command(store: Any, privacy: Any, variants: list[Variant],
                    generator_for: Callable[[Variant], Generator], *, since: float | None,
                    limit: int | None, sections: list[str] | None,
-                   prices: dict[str, tuple[float, float]], out: Path,
+                   prices: Prices, out: Path,
                    progress: Callable[[str], None]) -> tuple[dict[str, Any], list[Path], str]:
     """What `deckgen eval --replay` does: select, replay, write; the report, its files and
     a line saying what was selected and skipped."""

@@ -6,7 +6,13 @@ script: per section (the `json_schema.name` of the request's response_format) a 
 replies. A reply is a string (the message content), a dict {"status": 429, "code": ...,
 "headers": {...}} for an error, {"delay": seconds, ...} to answer slowly, or
 {"dynamic": function(body) -> content} to answer from the request. With nothing
-scripted it answers with a minimal valid instance of the requested JSON schema."""
+scripted it answers with a minimal valid instance of the requested JSON schema.
+
+Its usage counts a token per four characters and reports `prompt_tokens_details.
+cached_tokens` the way OpenAI documents its prompt cache: a prompt of 1,024 tokens or more
+is served from cache for the longest prefix it shares with a prompt answered before it, in
+steps of 128 tokens from 1,024 on; a request that arrives while the other is still being
+answered finds nothing."""
 
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ class FakeOpenAI:
         self.lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.answered: list[str] = []  # the prompts answered so far, as the cache sees them
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -82,18 +89,24 @@ class FakeOpenAI:
         problems = _check(body)
         if problems:
             return _error(400, "invalid_request_error", problems)
+        prompt = "".join(f"<{m['role']}>{m['content']}" for m in body["messages"])
         with self.lock:
             self.requests.append(body)
             self.times.append(time.monotonic())
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            cached = self._cached(prompt)
         try:
-            return self._answer(body)
+            response = self._answer(body, cached)
+            if response.status_code == 200:  # only a prompt that was read can be cached
+                with self.lock:
+                    self.answered.append(prompt)
+            return response
         finally:
             with self.lock:
                 self.in_flight -= 1
 
-    def _answer(self, body: dict[str, Any]) -> Response:
+    def _answer(self, body: dict[str, Any], cached: int) -> Response:
         section = _section(body)
         step = self._next(section)
         if isinstance(step, dict) and "delay" in step:
@@ -116,8 +129,26 @@ class FakeOpenAI:
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": step}}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": len(step) // 4,
-                      "total_tokens": prompt + len(step) // 4},
+                      "total_tokens": prompt + len(step) // 4,
+                      "prompt_tokens_details": {"cached_tokens": cached}},
         })
+
+    def _cached(self, text: str) -> int:
+        """Prompt tokens the cache holds for `text`, at its arrival (lock held)."""
+        shared = max((_common_prefix(text, seen) for seen in self.answered), default=0)
+        tokens = shared // 4
+        return 0 if tokens < 1024 else 1024 + (tokens - 1024) // 128 * 128
+
+
+def _common_prefix(a: str, b: str) -> int:
+    low, high = 0, min(len(a), len(b))  # a[:low] == b[:low]; binary search, compared in C
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[:mid] == b[:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def _section(body: dict[str, Any]) -> str | None:

@@ -70,3 +70,43 @@ def test_a_server_error_fails_the_section_with_a_clear_message(fake_generator, f
     assert result.error["code"] == "model_error"
     assert "no route could serve skills" in result.error["message"]
     assert "HTTP 500" in result.error["message"] and "boom" in result.error["message"]
+
+
+def test_cached_prompt_tokens_the_server_reports_are_counted_and_priced(fake_generator,
+                                                                        fake_openai, specs):
+    from deckgen.config import cost_usd
+
+    first = generate_deck(fake_generator, BRIEF, list(specs.values()))
+    again = generate_deck(fake_generator, BRIEF, list(specs.values()))
+    # the fake caches like OpenAI: nothing the first time, the shared prefix the second
+    assert all(s.cached_tokens == 0 for s in first.sections)
+    for s in again.sections:
+        assert 1024 <= s.cached_tokens <= s.prompt_tokens, s.section
+        assert (s.cached_tokens - 1024) % 128 == 0
+    price = (2.50, 10.00, 1.25)
+    cost = [sum(cost_usd(price, s.prompt_tokens, s.completion_tokens, s.cached_tokens)
+                for s in d.sections) for d in (first, again)]
+    assert cost[1] < cost[0]
+    assert cost_usd((2.50, 10.00), 2000, 0, 1024) == cost_usd((2.50, 10.00), 2000, 0)
+
+
+def test_in_the_shared_layout_one_section_warms_the_cache_for_the_others(fake_generator,
+                                                                         fake_openai, specs):
+    from dataclasses import replace
+
+    gen = replace(fake_generator, layouts={"self-hosted": "shared"},
+                  shared_examples={"self-hosted": 2})
+    for name in specs:
+        fake_openai.reply(name, {"delay": 0.3})
+    deck = generate_deck(gen, BRIEF, list(specs.values()), "self-hosted")
+    assert deck.ok
+    first, *others = deck.sections
+    # the first went alone; the other four together, after it was answered
+    assert fake_openai.max_in_flight == len(specs) - 1
+    assert fake_openai.times[1] - fake_openai.times[0] >= 0.3
+    assert first.cached_tokens == 0
+    for s in others:  # they found its prefix: the rules, the examples, the brief
+        assert s.cached_tokens >= 1024 and s.prompt_tokens - s.cached_tokens < 400, s.section
+    # every prompt starts the same way, byte for byte, up to the section's own task
+    prompts = [b["messages"] for b in fake_openai.requests]
+    assert all(p[:-1] == prompts[0][:-1] for p in prompts)

@@ -60,7 +60,7 @@ def test_eval_compares_two_prompt_variants_leave_one_out(config, specs, cases, f
                          ensure_ascii=False)
         assert own not in answers
     html = (tmp_path / "report" / "report.html").read_text()
-    assert html.count("<img") == 13  # one chart per metric, the guard's four included
+    assert html.count("<img") == 14  # one chart per metric, the guard's four included
     assert "names/figures from other clients" in html  # the leaked column
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "| metric (overall) | self-hosted:prompts | self-hosted:plain |" in markdown
@@ -106,7 +106,7 @@ def test_an_llm_judge_scores_each_section_and_is_labelled(cases, fake_openai, tm
                       json.dumps({**verdict, "relevance": 7}),  # outside the rubric
                       "I would rate this highly")  # not a verdict
     env = {"DECKGEN_SELF_HOSTED_URL": fake_openai.url, "DECKGEN_SELF_HOSTED_MODEL": "m",
-           "DECKGEN_PRICES": "m=2.5/10,other=1/1"}
+           "DECKGEN_PRICES": "m=2.5/10/1.25,other=1/1"}
     run = run_eval("--routes", "self-hosted", "--judge", "self-hosted", "--limit", 3,
                    "--sections", "skills", "--out", tmp_path / "report", env=env)
     assert run.returncode == 0, run.stderr
@@ -123,12 +123,14 @@ def test_an_llm_judge_scores_each_section_and_is_labelled(cases, fake_openai, tm
     assert cases[0].brief.client in first and '<<<' in first  # the brief, fenced
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "LLM judge: relevance (1-5)" in markdown and "not a measurement" in markdown
-    # a price table turns tokens into cost, per model as the server named it
+    # a price table turns tokens into cost, per model as the server named it; the prompt
+    # tokens the server's cache served cost the cached price
     for row in report["rows"]:
-        expected = (row["prompt_tokens"] * 2.5 + row["completion_tokens"] * 10) / 1e6
+        expected = ((row["prompt_tokens"] - row["cached_tokens"]) * 2.5
+                    + row["cached_tokens"] * 1.25 + row["completion_tokens"] * 10) / 1e6
         assert row["cost_usd"] == pytest.approx(expected) and expected > 0
     assert "cost, US$ (priced models)" in markdown
-    assert (tmp_path / "report" / "report.html").read_text().count("<img") == 17
+    assert (tmp_path / "report" / "report.html").read_text().count("<img") == 18
 
 
 def test_duplicate_items_are_repeats_and_items_inside_others(specs, cases):

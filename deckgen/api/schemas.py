@@ -177,6 +177,8 @@ class SectionState(BaseModel):
     route: str | None = None
     model: str | None = None
     prompt_tokens: int | None = None
+    cached_tokens: int | None = Field(None, description="of prompt_tokens, those the model "
+                                      "server's prefix cache served (0 where it does not say)")
     completion_tokens: int | None = None
     seconds: float | None = None
     retries: int | None = None
@@ -287,6 +289,8 @@ class SectionPreview(BaseModel):
     route: str
     model: str
     prompt_tokens: int
+    cached_tokens: int = Field(0, description="of prompt_tokens, those the model server's "
+                               "prefix cache served")
     completion_tokens: int
     fit: dict[str, Any] | None
     error: dict[str, Any] | None

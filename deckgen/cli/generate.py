@@ -91,13 +91,15 @@ def table(deck: DeckContent, where: dict[str, str] | None = None) -> str:
     """The run as a table; `where` (box key -> box|placeholder|cell|group|inline|notes)
     says where in the template each section's box was found."""
     where = where or {}
-    head = ("section", "route", "model", "prompt tok", "completion tok", "seconds",
+    head = ("section", "route", "model", "prompt tok", "cached", "completion tok", "seconds",
             "retries", "waited s", "box", "lines (box)")
-    rows = [(s.section, s.route, s.model, str(s.prompt_tokens), str(s.completion_tokens),
+    rows = [(s.section, s.route, s.model, str(s.prompt_tokens), str(s.cached_tokens),
+             str(s.completion_tokens),
              f"{s.seconds:.2f}", str(s.retries), f"{s.wait_seconds:.2f}",
              where.get(s.section, "-"), fit_cell(s))
             for s in deck.sections]
     rows.append(("deck", "", "", str(sum(s.prompt_tokens for s in deck.sections)),
+                 str(sum(s.cached_tokens for s in deck.sections)),
                  str(sum(s.completion_tokens for s in deck.sections)), f"{deck.seconds:.2f}",
                  str(sum(s.retries for s in deck.sections)),
                  f"{sum(s.wait_seconds for s in deck.sections):.2f}", "", ""))

@@ -122,6 +122,9 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None
+    # prompt tokens the server's prefix cache served (OpenAI; vLLM with
+    # --enable-prompt-tokens-details); 0 where it does not say
+    cached_tokens: int = 0
 
 
 def _without_lengths(schema: Any) -> Any:
@@ -183,10 +186,12 @@ class ModelRoute:
             raise ModelError(f"the {self.name} model ({self.model}) returned no choices")
         choice = response.choices[0]
         usage = response.usage
+        details = getattr(usage, "prompt_tokens_details", None)
         return Completion(
             text=choice.message.content or "",
             model=response.model or self.model,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             finish_reason=choice.finish_reason,
+            cached_tokens=int(getattr(details, "cached_tokens", 0) or 0),
         )
