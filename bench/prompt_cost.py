@@ -1,8 +1,10 @@
 """Prompt tokens, cached tokens and cost per deck, per route and prompt layout (issue 20).
 
 Every solved case's brief (examples/cases/, leave-one-out) becomes a deck through deckgen's
-real generator, on the OpenAI and the self-hosted routes, against the fake OpenAI server
-(tests/fake_openai.py). The prompts deckgen sent are then tokenised exactly (the route's own
+real generator, on the OpenAI route, against the fake OpenAI server (tests/fake_openai.py).
+(The self-hosted route renders the same prompts and, for a model tiktoken does not know,
+counts them with the same o200k encoding: its figures are these, its cache the vLLM one.)
+The prompts deckgen sent are then tokenised exactly (the route's own
 tiktoken counter) and run through two prefix caches, in the order a batch sends them:
 
 - OpenAI's, as documented: a prompt of 1,024 tokens or more is served from cache for the
@@ -123,7 +125,7 @@ def main() -> None:
           "alone) | cost / deck, gpt-4o US$ (concurrent / first alone) |")
     print("| --- | --- | ---: | --- | --- | --- | --- |")
     try:
-        for route_name in ("openai", "self-hosted"):
+        for route_name in ("openai",):
             route = router.route(route_name)
             done = completion_tokens(route, cases, base.specs)
             for layout, examples in (("turns", 0), ("shared", 1), ("shared", 2)):
