@@ -4,10 +4,13 @@ user, 429 past it) and the fake model (tests/fake_openai.py, zero latency):
 1. one interactive job alone (idle), then the same job behind a 120-deck batch on the same
    service account: seconds from submit to done;
 2. two runners (two replicas) on one store, one principal: the most Slides writes in any
-   60-second window, 429s provoked, decks written exactly once.
+   60-second window, 429s provoked, decks written exactly once;
+3. two principals on one runner (a service account's batch, a person's batch a second
+   later): when each is done, and the most writes in any 60-s window for each.
 
     .venv/bin/python bench/scheduler.py [--decks 120] [--workers 2] [--store sqlite|postgresql]
-        [--replica-decks 80] [--redis [--celery]]
+        [--replica-decks 80] [--redis [--celery]] [--principal-decks 90]
+        [--only interactive|replicas|principals]
 
 The runners are deckgen.jobs.JobRunner exactly as the service builds them (store-held
 quota, or Redis with --redis); the HTTP layer is left out."""
@@ -235,6 +238,47 @@ def two_replicas(bench: Bench) -> None:
         s.close()
 
 
+def two_principals(bench: Bench) -> None:
+    """A service account's batch, then a person's batch a second later, on one runner: each
+    principal has its own 60 writes a minute, and the claims take owners in turn, so the
+    person's decks need not wait for the service account's."""
+    store = bench.store("principals")
+    runner = bench.runner(store)
+    person, token = "google:rep-b", "ya29.rep-b"
+    big = bench.decks(bench.args.principal_decks)
+    small = [bench.google.add_presentation(realistic_template(), owner_token=token)
+             for _ in range(bench.args.principal_decks // 3)]
+    bench.accepted.clear()
+    start = time.monotonic()
+    a_id, _, _ = store.create_batch_with_jobs("ops", [bench.request(d) for d in big])
+    runner.start()
+    time.sleep(1.0)
+    b_id, b_jobs, _ = store.create_batch_with_jobs(person, [bench.request(d) for d in small])
+    for job in b_jobs:
+        runner.user_tokens[job.id] = token
+    finished: dict[str, float] = {}
+    while len(finished) < 2:
+        for name, batch in (("service account", a_id), ("person", b_id)):
+            _, jobs = store.get_batch(batch)
+            if name not in finished and all(j.state in ("done", "failed") for j in jobs):
+                finished[name] = time.monotonic() - start
+                assert all(j.state == "done" for j in jobs), [j.error for j in jobs]
+        time.sleep(0.2)
+    runner.stop()
+    too_many = sum(1 for c in bench.google.calls if c["status"] == 429)
+    print(f"## Two principals on one runner ({bench.args.workers} workers, "
+          f"{bench.args.store}): a service account's {len(big)}-deck batch, a person's "
+          f"{len(small)} decks submitted 1 s later\n")
+    print("| principal | decks | all done at (s) | most writes in any 60-s window |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, decks, key in (("service account", big, "service-account"),
+                             ("person", small, token)):
+        stamps = [t for t, p in bench.accepted if p == key]
+        print(f"| {name} | {len(decks)} | {finished[name]:.1f} | {most_in_window(stamps)} |")
+    print(f"\nHTTP 429 from Slides: {too_many}\n")
+    store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--decks", type=int, default=120)
@@ -244,17 +288,20 @@ def main() -> None:
     parser.add_argument("--redis", action="store_true")
     parser.add_argument("--celery", action="store_true",
                         help="a Celery worker process beside the two runners (needs --redis)")
-    parser.add_argument("--only", choices=("interactive", "replicas"))
+    parser.add_argument("--principal-decks", type=int, default=90)
+    parser.add_argument("--only", choices=("interactive", "replicas", "principals"))
     args = parser.parse_args()
     if args.celery and not args.redis:
         parser.error("--celery needs --redis: every process counts Slides writes there")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     bench = Bench(args)
     try:
-        if args.only != "replicas":
+        if args.only in (None, "interactive"):
             interactive_behind_batch(bench)
-        if args.only != "interactive":
+        if args.only in (None, "replicas"):
             two_replicas(bench)
+        if args.only in (None, "principals"):
+            two_principals(bench)
     finally:
         bench.close()
 
