@@ -55,7 +55,8 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
     if config.queue_url:
         from deckgen.tasks import dispatcher
 
-        dispatch = dispatcher(config.queue_url)
+        dispatch = dispatcher(config.queue_url,
+                              lane_of=lambda job_id: container.store.get_job(job_id).lane)
     settings = schedule_settings or config.schedules
     runner = make_runner(container, on_finish=finished, dispatch=dispatch, schedules=settings)
     # scheduled regeneration: every replica ticks, each run fires once (deckgen/schedules.py)
