@@ -2,7 +2,8 @@
 
 1. deck latency against its limit (the slowest section's model time) and our own overhead
 2. sections one after another (the first version's way) against concurrently
-3. batch throughput through POST /v1/batches against a model capped at N streams
+3. batch throughput (.pptx and Slides decks) against a model capped at N streams, and the
+   share of the batch the model server spent at its cap (`--only batch` runs just this)
 4. service overhead: POST /v1/preview under gunicorn's default settings, zero-latency model
 5. token budget fitting of a 100 KB brief, before and after counting the notes once
 6. one deck on the embedded local model on this machine
@@ -24,6 +25,7 @@ import threading
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -122,10 +124,80 @@ def sequential_vs_concurrent() -> None:
                                       ["speed-up", f"{sequential / concurrent:.2f}x"]])
 
 
-def batch_throughput(decks: int, cap: int, workers: int) -> None:
-    emit(f"## 3. Batch throughput: {decks} decks through POST /v1/batches\n")
+class LoggedServer(ModelServer):
+    """The bench model server, also logging when each request starts and ends, so the time
+    at its cap is measured between the first request and the last one."""
+
+    def __init__(self, profile: Profile) -> None:
+        super().__init__(profile)
+        self.log: list[tuple[float, int, int]] = []  # (time, change, in flight after it)
+
+    def _busy(self, delta: int) -> None:
+        super()._busy(delta)
+        with self.lock:
+            self.log.append((time.monotonic(), delta, self.in_flight))
+
+    def share_at_cap(self) -> float:
+        with self.lock:
+            log = list(self.log)
+        starts = [t for t, delta, _ in log if delta > 0]
+        first, last = starts[0], starts[-1]
+        at_cap, since = 0.0, None
+        for t, _, n in log:
+            t = min(max(t, first), last)
+            if since is not None:
+                at_cap += t - since
+                since = None
+            if n >= self.profile.concurrency:
+                since = t
+        return at_cap / (last - first) if last > first else 0.0
+
+
+def _serve_logged(profile: Profile, conn: Any) -> None:
+    """In a process of its own: a LoggedServer until told to stop, then its measures."""
+    server = LoggedServer(profile)
+    server.start()
+    conn.send(server.url)
+    conn.recv()
+    server.stop()
+    conn.send((server.share_at_cap(), server.saturated_seconds(), server.requests))
+
+
+class ServerProcess:
+    """The bench model server in a process of its own, so its CPU (tokenizing answers,
+    HTTP) does not take the GIL from the deckgen process being measured."""
+
+    def __init__(self, profile: Profile) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve_logged, args=(profile, child),
+                                       daemon=True)
+        self.process.start()
+        self.url: str = self.conn.recv()
+
+    def stop(self) -> tuple[float, float, int]:
+        """(share at its cap first to last request, seconds at its cap, requests)."""
+        self.conn.send("stop")
+        measures: tuple[float, float, int] = self.conn.recv()
+        self.process.join(10)
+        return measures
+
+
+def _decks_in_flight(runner: object) -> int:
+    """Decks in generation (a runner from before deckgen/admission.py: not counted, 0)."""
+    admission = getattr(runner, "admission", None)
+    return admission.decks if admission is not None else 0
+
+
+def batch_run(decks: int, cap: int, workers: int, route_cap: int | None,
+              target: str = "pptx") -> list[object]:
+    """One batch of `decks` decks (.pptx, or into the fake Slides server) through POST
+    /v1/batches, the model server in its own process; its table row."""
     from deckgen.api import create_app
     from deckgen.auth import new_key
+    from deckgen.jobs import initial_progress
     from deckgen.store import Store
     from tests.fake_google import FakeGoogle
     from tests.slides_fixtures import realistic_template
@@ -135,47 +207,75 @@ def batch_throughput(decks: int, cap: int, workers: int) -> None:
     sa = tmp / "sa.json"
     sa.write_text(json.dumps(google.service_account_info()))
     ids = [google.add_presentation(realistic_template(), owner_token="service-account")
-           for _ in range(decks)]
+           for _ in range(decks if target == "slides" else 0)]
     profile = Profile(PROFILES["vllm-like"].ttft, PROFILES["vllm-like"].tps, cap)
-    server = ModelServer(profile).start()
-    config = Config.from_env({
-        "DECKGEN_OUTPUT_DIR": str(tmp / "decks"), "DECKGEN_WORKERS": str(workers),
-        "GOOGLE_APPLICATION_CREDENTIALS": str(sa), "DECKGEN_GOOGLE_API_ENDPOINT": google.url,
-        "DECKGEN_DRIVE_API_ENDPOINT": google.url,
-        "DECKGEN_SLIDES_WRITES_PER_MINUTE": "1000000"})
+    server = ServerProcess(profile)
+    env = {"DECKGEN_OUTPUT_DIR": str(tmp / "decks"), "DECKGEN_WORKERS": str(workers),
+           "GOOGLE_APPLICATION_CREDENTIALS": str(sa), "DECKGEN_GOOGLE_API_ENDPOINT": google.url,
+           "DECKGEN_DRIVE_API_ENDPOINT": google.url,
+           "DECKGEN_SLIDES_WRITES_PER_MINUTE": "1000000"}
+    if route_cap:
+        env["DECKGEN_SELF_HOSTED_CONCURRENCY"] = str(route_cap)
+    config = Config.from_env(env)
     route = ModelRoute("self-hosted", "bench", 8192, TiktokenCounter("gpt-4o"),
                        OpenAI(base_url=server.url, api_key="x", max_retries=0, timeout=600),
                        "json_schema")
     store = Store(str(tmp / "db.sqlite3"))
-    # the self-hosted route's production limits (16 requests in flight)
-    app = create_app(config, store=store, router=Router(lambda n: route, ["self-hosted"],
-                                                        limits=config.limits))
+    # the self-hosted route's production limits (16 requests in flight unless route_cap)
+    router = Router(lambda n: route, ["self-hosted"], limits=config.limits)
+    app = create_app(config, store=store, router=router)
+    runner = app.extensions["deckgen"]["runner"]
     api_key, digest = new_key()
     store.add_key("bench", digest)
     headers = {"Authorization": f"Bearer {api_key}"}
     client = app.test_client()
     brief = {"client": "Harbor Logistics", "notes": "Trucks queue at the gates."}
+    peak = [0]
     start = time.monotonic()
-    batch = client.post("/v1/batches", headers=headers, json={
-        "items": [{"presentation_id": d, "brief": brief} for d in ids]}).get_json()["id"]
+    if target == "slides":
+        batch = client.post("/v1/batches", headers=headers, json={"items": [
+            {"presentation_id": d, "brief": brief} for d in ids]}).get_json()["id"]
+    else:  # POST /v1/batches takes Slides decks only: the same batch, made in the store
+        request = {"brief": brief, "sections": None, "route": "auto", "keep_edits": False,
+                   "target": "pptx"}
+        progress = initial_progress(list(runner.generator.specs.values()))
+        batch = store.create_batch_with_jobs("bench", [(request, progress, None)] * decks)[0]
     while True:
-        view = client.get(f"/v1/batches/{batch}", headers=headers).get_json()
-        if view["counts"]["queued"] + view["counts"]["running"] == 0:
+        lane = store.lane_stats()["batch"]
+        if sum(lane[k] for k in ("queued", "generating", "generated", "writing")) == 0:
             break
-        time.sleep(0.2)
+        for _ in range(4):
+            peak[0] = max(peak[0], _decks_in_flight(runner))
+            time.sleep(0.05)
     wall = time.monotonic() - start
-    app.extensions["deckgen"]["runner"].stop()
-    saturated = server.saturated_seconds()
-    server.stop()
+    done = sum(job.state == "done" for job in store.get_batch(batch)[1])
+    runner.stop()
+    share, saturated, requests_served = server.stop()
     google.stop()
-    emit(f"Model: vllm-like ({profile.ttft} s to first token, {profile.tps:.0f} tok/s per "
-         f"stream), capped at {cap} concurrent streams; {workers} deck workers (up to "
-         f"{workers * 5} sections in flight, {config.limits['self-hosted'].concurrency} at "
-         "once on the route); decks written to the fake Slides server.\n")
-    table(["decks", "done", "wall (s)", "decks / minute", "model requests",
-           "time the server was at its cap"],
-          [[decks, view["counts"]["done"], f"{wall:.1f}", f"{decks / wall * 60:.1f}",
-            server.requests, f"{saturated / wall:.0%}"]])
+    return [target, workers, config.limits["self-hosted"].concurrency,
+            getattr(getattr(runner, "admission", None), "ceiling", f"{workers} (one per worker)"),
+            peak[0], decks, done, f"{wall:.1f}", f"{decks / wall * 60:.1f}",
+            requests_served, f"{share:.0%}", f"{saturated / wall:.0%}"]
+
+
+def batch_throughput(decks: int, cap: int, settings: list[tuple[int, int | None]],
+                     targets: list[str]) -> None:
+    emit(f"## 3. Batch throughput: {decks} decks through POST /v1/batches\n")
+    rows = [batch_run(decks, cap, workers, route_cap, target) for target in targets
+            for workers, route_cap in settings]
+    emit(f"Model: vllm-like ({PROFILES['vllm-like'].ttft} s to first token, "
+         f"{PROFILES['vllm-like'].tps:.0f} tok/s per stream), capped at {cap} concurrent "
+         "streams, in a process of its own; decks written as .pptx (model-bound) or to the "
+         "fake Slides server (in this process). Sections are scheduled across "
+         "decks (deckgen/admission.py): a worker takes another deck while the route has "
+         "fewer than one deck's worth of sections waiting beyond its free slots, up to the "
+         "ceiling (DECKGEN_MAX_DECKS_IN_FLIGHT; default: the routes' caps + 1). `at its cap` "
+         "is the share of the time between the first and the last model request that the "
+         "server served its cap; `over the wall` is the old measure (at cap / whole batch "
+         "wall time, from POST to the last deck written).\n")
+    table(["output", "workers", "route concurrency", "decks in flight, ceiling", "decks in flight, "
+           "peak", "decks", "done", "wall (s)", "decks / minute", "model requests",
+           "server at its cap (first to last request)", "at its cap over the wall"], rows)
 
 
 def service_overhead(seconds: float, clients: int) -> None:
@@ -393,16 +493,29 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--decks", type=int, default=200)
     parser.add_argument("--cap", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--workers", type=int, action="append",
+                        help="deck workers for section 3, one run each (default: 4)")
+    parser.add_argument("--target", choices=["pptx", "slides"], action="append",
+                        help="section 3: decks written as .pptx and/or into fake Slides "
+                             "(default: both)")
+    parser.add_argument("--route-concurrency", type=int, action="append",
+                        help="section 3: the route's concurrency for each run (default: the "
+                             "route's production limit, the server's cap of 16)")
     parser.add_argument("--load-seconds", type=float, default=15)
     parser.add_argument("--skip-local", action="store_true")
     parser.add_argument("--repeats", type=int, default=5,
                         help="runs per measurement in sections 5 and 8 (medians reported)")
-    parser.add_argument("--only", choices=["fit", "start"], action="append",
+    parser.add_argument("--only", choices=["fit", "start", "batch"], action="append",
                         help="run just these sections and print them (RESULTS.md untouched)")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    workers = args.workers or [4]
+    route_caps = args.route_concurrency or [None] * len(workers)
+    batch_settings = list(zip(workers, route_caps, strict=True))
+    targets = args.target or ["pptx", "slides"]
     if args.only:
+        if "batch" in args.only:
+            batch_throughput(args.decks, args.cap, batch_settings, targets)
         if "fit" in args.only:
             budget_fitting(args.repeats)
         if "start" in args.only:
@@ -416,14 +529,30 @@ def main() -> None:
          "bench/model_server.py on 127.0.0.1 unless said otherwise.\n")
     deck_latency()
     sequential_vs_concurrent()
-    batch_throughput(args.decks, args.cap, args.workers)
+    batch_throughput(args.decks, args.cap, batch_settings, targets)
     service_overhead(args.load_seconds, 8)
     budget_fitting(args.repeats)
     if not args.skip_local:
         local_model()
     start_and_overhead(args.repeats)
     emit(f"All benchmarks took {time.monotonic() - started:.0f} s.")
-    (ROOT / "bench" / "RESULTS.md").write_text("\n".join(OUT) + "\n")
+    results = ROOT / "bench" / "RESULTS.md"
+    new = "\n".join(OUT) + "\n"
+    kept = kept_sections(results.read_text() if results.exists() else "", new)
+    results.write_text(new + "".join("\n" + block for block in kept))
+
+
+def kept_sections(old: str, new: str) -> list[str]:
+    """The sections of the previous RESULTS.md this run does not write (the other benches'
+    and the hand-measured ones: a heading not in `new`), in their order, so that `make
+    bench` refreshes its own numbers without erasing theirs."""
+    blocks: list[list[str]] = []
+    for line in old.splitlines():
+        if line.startswith(("## ", "### ")):
+            blocks.append([line])
+        elif blocks:
+            blocks[-1].append(line)
+    return ["\n".join(block).rstrip() + "\n" for block in blocks if block[0] not in new]
 
 
 if __name__ == "__main__":

@@ -271,6 +271,9 @@ class Config:
     store_key: str | None = None  # Fernet key: briefs, decks and prompts encrypted at rest
     output_dir: Path = ROOT / "var" / "decks"
     workers: int = 2
+    # decks in generation at once in this process (deckgen/admission.py); None: sized from
+    # the concurrency caps of the routes the decks go to
+    max_decks_in_flight: int | None = None
     queue_url: str | None = None  # redis://... : jobs run on Celery workers
     job_stale_seconds: float = 60.0
     # HTTP: who may start the embedded model, and how much one caller may ask for
@@ -344,6 +347,7 @@ class Config:
             store_key=_store_key(env),
             output_dir=Path(env.get("DECKGEN_OUTPUT_DIR") or ROOT / "var" / "decks"),
             workers=_int(env, "DECKGEN_WORKERS", 2),
+            max_decks_in_flight=_int(env, "DECKGEN_MAX_DECKS_IN_FLIGHT", 0, minimum=0) or None,
             queue_url=env.get("DECKGEN_QUEUE_URL") or None,
             job_stale_seconds=_stale_seconds(env),
             allow_local_route=_flag(env, "DECKGEN_ALLOW_LOCAL_ROUTE"),

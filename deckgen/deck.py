@@ -48,6 +48,9 @@ class Generator:
     layouts: dict[str, str] = field(default_factory=dict)
     # whole solved cases shown in the shared layout, per route (1 where not said)
     shared_examples: dict[str, int] = field(default_factory=dict)
+    # the priority this generator's model calls wait with for a route's in-flight slots:
+    # lower goes first (the job runner gives batch decks a generator with a higher number)
+    priority: int = 0
 
 
 Progress = Callable[[str, SectionSpec, SectionResult | None], None]
@@ -171,7 +174,8 @@ def _run_on_route(gen: Generator, spec: SectionSpec, brief: Brief, name: str,
                 name, redactor.messages(fit.messages, result.prompt_base_turns - 1)
                 if redactor else fit.messages,
                 section=spec.name, schema=schema, max_tokens=spec.max_completion_tokens,
-                temperature=gen.temperature, prompt_tokens=fit.prompt_tokens, stats=stats)
+                temperature=gen.temperature, prompt_tokens=fit.prompt_tokens, stats=stats,
+                priority=gen.priority)
         finally:
             timings["model"] += clock() - start
 

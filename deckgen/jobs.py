@@ -12,12 +12,17 @@ heartbeat; the next sweep puts one it was generating back in the queue and one i
 writing back to wait for its write, so every job ends exactly once. Writing a deck is
 idempotent (it replaces tagged boxes), so running a stage again is safe.
 
-A .pptx is written by the worker that generated it: no shared limit to wait for."""
+A .pptx is written by the worker that generated it: no shared limit to wait for.
+
+Decks in generation are as many as the model routes have room for (deckgen/admission.py),
+each in a thread of its own; a person's job is taken even when the routes are full, and its
+sections go before batch sections at the route. Celery workers run one job per task."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -29,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deckgen.admission import Admission, default_ceiling
 from deckgen.archive import FailureReporter
 from deckgen.brief import parse_brief
 from deckgen.config import JOB_HEARTBEAT_SECONDS, ScheduleSettings
@@ -56,6 +62,9 @@ __all__ = ["JobRunner", "SlidesAccess", "initial_progress", "make_runner", "sect
 
 log = logging.getLogger("deckgen.jobs")
 MAX_QUOTA_SKIP = 2.0  # seconds at most a runner leaves a waiting principal's decks alone
+# the priority a job's sections wait with for a route's slots, by lane (lower goes first)
+PRIORITY = {"interactive": 0, "batch": 1}
+ADMIT_POLL = 0.05  # seconds between looks at the routes while they have no room for a deck
 
 
 def initial_progress(specs: list[SectionSpec]) -> dict[str, Any]:
@@ -91,7 +100,8 @@ class JobRunner:
                  stale_after: float = 60.0, heartbeat_seconds: float = 5.0,
                  on_finish: Callable[[Job, DeckContent | None], None] | None = None,
                  dispatch: Callable[[str], None] | None = None,
-                 archive_folder: str | None = None) -> None:
+                 archive_folder: str | None = None,
+                 max_decks_in_flight: int | None = None) -> None:
         self.store, self.filler = store, filler
         self.generator = filler.generator
         self.slides = filler.slides
@@ -114,6 +124,14 @@ class JobRunner:
         # archive first (deckgen/archive.py): where a job asking for it copies its deck
         self.archive_folder = archive_folder
         self.on_stop: list[Callable[[], None]] = []  # what stops with the workers (the ticker)
+        # decks in generation: elastic, by free section slots on the routes
+        router = self.generator.router
+        self.admission = Admission(
+            router.load, max_decks_in_flight or default_ceiling(
+                [router.limits_of(r).concurrency for r in router.routes_used()],
+                floor=workers), len(self.generator.specs))
+        self._admit_lock = threading.Lock()
+        self._people_checked = 0.0  # monotonic time the store was last asked for people's jobs
 
     @property
     def started(self) -> bool:
@@ -140,6 +158,7 @@ class JobRunner:
         self._stop.set()
         for t in self._threads:
             t.join(timeout)
+        self.admission.join(timeout)
 
     def _sweep(self) -> None:
         while not self._stop.wait(max(self.stale_after / 2, 0.5)):
@@ -153,24 +172,50 @@ class JobRunner:
     def _loop(self) -> None:
         while not self._stop.is_set():
             job: Job | None = None
+            full = False
             try:
                 # a write finishes a job a person may be waiting for: writes first
-                job = self._claim_write() or self.store.claim_job(self.worker_id)
+                job = self._claim_write()
+                if job is None:
+                    job, full = self._claim_generation()
             except Exception:  # noqa: BLE001 - the store may be briefly unreachable
                 log.exception("claiming a job failed")
             if job is None:
-                self._stop.wait(self.poll_seconds)
+                if full:  # look again when a section ends or a slot frees
+                    self.admission.changed.clear()
+                    self.admission.changed.wait(ADMIT_POLL)
+                else:
+                    self._stop.wait(self.poll_seconds)
+                continue
+            if job.stage != "write":  # generated in a thread of its own; we go on claiming
+                self.admission.start(job.id, functools.partial(self.run, job))
                 continue
             try:
-                if job.stage == "write":
-                    self.write(job)
-                else:
-                    self.run(job)
+                self.write(job)
             except Exception:  # noqa: BLE001 - a worker outlives any one job and any outage
                 # e.g. the store went away while the job finished: the job stays running with
                 # a stale heartbeat and the sweep hands it out again once the store is back
                 log.exception("job %s could not be finished; retrying later", job.id)
                 self._stop.wait(min(5.0, self.stale_after / 4))
+
+    def _claim_generation(self) -> tuple[Job | None, bool]:
+        """A job to generate if the routes have room for another deck, or a person's job
+        whatever their load; and whether the routes were full (no room)."""
+        with self._admit_lock:
+            if not self.admission.room() and not self._person_waiting():
+                return None, True
+            job = self.store.claim_job(self.worker_id)
+            if job is not None:
+                self.admission.admit(job.id)
+            return job, False
+
+    def _person_waiting(self) -> bool:
+        """An interactive job is queued (the store is asked once per poll interval)."""
+        now = time.monotonic()
+        if now - self._people_checked < self.poll_seconds:
+            return False
+        self._people_checked = now
+        return self.store.lane_stats()["interactive"]["queued"] > 0
 
     def alive(self) -> bool:
         """Every worker thread this runner started is still running (for /readyz)."""
@@ -220,14 +265,7 @@ class JobRunner:
                 orphaned_before=time.time() - 2 * self.stale_after)
             if job is None:
                 return None
-            try:
-                wait = self._reserve(job)
-            except Exception:
-                # the quota's home is away: the deck goes back to wait, held by no worker
-                # (if the store is away too, the stale sweep returns it later)
-                with contextlib.suppress(DeckgenError):
-                    self.store.release_write(job.id, self.worker_id)
-                raise
+            wait = self._reserve(job)
             if wait <= 0:
                 return job
             self.store.release_write(job.id, self.worker_id)
@@ -238,8 +276,16 @@ class JobRunner:
         return None
 
     def _reserve(self, job: Job) -> float:
+        """Take a write slot for a claimed deck now (0) or say how long until one frees. If
+        the quota's home is away the deck goes back to wait, held by no worker (if the store
+        is away too, the stale sweep returns it later), and the error goes on."""
         assert self.slides is not None and job.principal
-        return self.slides.reserve(job.principal, batch=job.batch_id is not None)
+        try:
+            return self.slides.reserve(job.principal, batch=job.batch_id is not None)
+        except Exception:
+            with contextlib.suppress(DeckgenError):
+                self.store.release_write(job.id, self.worker_id)
+            raise
 
     @contextmanager
     def _heartbeat(self, job: Job) -> Iterator[None]:
@@ -345,14 +391,17 @@ class JobRunner:
                               "error": {"code": "no_box", "message": "the template has no box "
                                         f"marked {{{{{name}}}}}; not generated"}}
         lock = threading.Lock()
+        self.admission.sized(job.id, len(prepared.specs))
 
         def on_progress(event: str, spec: SectionSpec, result: SectionResult | None) -> None:
+            if result is not None:
+                self.admission.section_done(job.id)
             with lock:
                 progress[spec.name] = (section_progress(result) if result else
                                        {"section": spec.name, "state": "running"})
                 self.store.update_progress(job.id, progress)
 
-        deck = self.filler.generate(prepared, on_progress)
+        deck = self._filler(job).generate(prepared, on_progress)
         self.store.record_generations(job.id, brief_hash(request["brief"]), [
             {"section": s.section, "status": s.status, "route": s.route, "model": s.model,
              "policy": s.policy,
@@ -373,6 +422,14 @@ class JobRunner:
             handed = self.store.hand_off(job.id, self.worker_id, deck.to_dict(), principal)
             return deck, "generated" if handed else "gone", None, None
         return self._written(job, prepared, deck)
+
+    def _filler(self, job: Job) -> Filler:
+        """The fill use case whose model calls wait at the routes with the job's lane's
+        priority (the model layer sees a number, not a job)."""
+        priority = PRIORITY[job.lane]
+        if priority == self.generator.priority:
+            return self.filler
+        return Filler(dataclasses.replace(self.generator, priority=priority), self.slides)
 
     def _write(self, job: Job) -> Outcome:
         assert job.deck is not None
@@ -425,7 +482,8 @@ def make_runner(container: Container,
                        workers=config.workers, stale_after=config.job_stale_seconds,
                        heartbeat_seconds=JOB_HEARTBEAT_SECONDS,
                        on_finish=finished, dispatch=dispatch,
-                       archive_folder=schedules.archive_folder_id)
+                       archive_folder=schedules.archive_folder_id,
+                       max_decks_in_flight=config.max_decks_in_flight)
     runner.crm = container.crm
     runner.sources = config.sources_in_notes
     return runner

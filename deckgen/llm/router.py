@@ -34,7 +34,16 @@ from deckgen.llm.client import (
     TimedOut,
     Transient,
 )
-from deckgen.llm.limits import Breaker, Clock, Cooldown, Pacer, Saturated, SharedPacer, Sleep
+from deckgen.llm.limits import (
+    Breaker,
+    Clock,
+    Cooldown,
+    Pacer,
+    RouteLoad,
+    Saturated,
+    SharedPacer,
+    Sleep,
+)
 from deckgen.llm.local import LlamaCounter, LocalServer
 from deckgen.llm.policy import (
     EXTERNAL_ROUTES,
@@ -240,7 +249,7 @@ class Router:
     def slot(self, name: str) -> Slot:
         with self._lock:
             if name not in self._slots:
-                limits = self.limits.get(name) or RouteLimits(None, None, 8)
+                limits = self.limits_of(name)
                 route = self.build(name)
                 local = Pacer(limits.rpm, limits.tpm, limits.concurrency, self.clock,
                               self.sleep)
@@ -258,8 +267,24 @@ class Router:
                 )
             return self._slots[name]
 
+    def limits_of(self, name: str) -> RouteLimits:
+        """The pacing a route gets: as configured, else 8 calls in flight and no rates."""
+        return self.limits.get(name) or RouteLimits(None, None, 8)
+
+    def routes_used(self) -> list[str]:
+        """The routes sections may go to: the configured ones and those the table names."""
+        names = [*self.configured, *(r for routes in self.table.values() for r in routes)]
+        return list(dict.fromkeys(names))
+
     def route(self, name: str) -> ModelRoute:
         return self.slot(name).route
+
+    def load(self) -> dict[str, RouteLoad]:
+        """Each built route's calls from this process: in flight, waiting (by priority), and
+        its concurrency cap (for a scheduler feeding the routes; counts only)."""
+        with self._lock:
+            slots = dict(self._slots)
+        return {name: s.pacer.load() for name, s in slots.items()}
 
     def health(self) -> dict[str, dict[str, object]]:
         """Each built route's breaker state and quota cool-down, for /readyz and the CLI."""
@@ -280,7 +305,9 @@ class Router:
 
     def complete(self, name: str, messages: list[Message], *, section: str,
                  schema: dict[str, object], max_tokens: int, temperature: float,
-                 prompt_tokens: int, stats: CallStats) -> Completion:
+                 prompt_tokens: int, stats: CallStats, priority: int = 0) -> Completion:
+        """One call on route `name`. While the route's in-flight slots are all taken, a
+        waiting call with a lower `priority` number gets the next free one first."""
         slot = self.slot(name)
         if slot.down:
             raise self._down(name, slot)
@@ -323,7 +350,8 @@ class Router:
         for attempt in retrying:
             with attempt:
                 stats.wait_seconds += slot.pacer.acquire(prompt_tokens + max_tokens,
-                                                         until=start + policy.deadline)
+                                                         until=start + policy.deadline,
+                                                         priority=priority)
                 stats.attempts += 1
                 try:
                     if slot.down:  # it died while this call waited for its turn
@@ -364,5 +392,5 @@ def shared_scope(route: ModelRoute) -> str:
     return f"{route.name}:{hashlib.sha256(where).hexdigest()[:12]}"
 
 
-__all__ = ["CallStats", "FAILOVER", "Models", "NoRoute", "Router", "Served", "Unavailable",
-           "MODEL_ROUTES"]
+__all__ = ["CallStats", "FAILOVER", "Models", "NoRoute", "RouteLoad", "Router", "Served",
+           "Unavailable", "MODEL_ROUTES"]
