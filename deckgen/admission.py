@@ -50,15 +50,17 @@ class Admission:
         with self._lock:
             return len(self._left)
 
-    def room(self) -> bool:
-        """Another deck may start: under the ceiling, and the routes have fewer sections
-        ready for them (waiting at their pacer, or on the way there) than one deck's worth
-        beyond their free slots."""
+    def room(self, person: bool = False) -> bool:
+        """Another deck may start: under the ceiling, and for a batch deck the routes have
+        fewer sections ready for them (waiting at their pacer, or on the way there) than one
+        deck's worth beyond their free slots. A person's deck is not held back by the routes'
+        load (its sections go first there) but never goes past the ceiling: that is the
+        most decks in generation this process runs, whoever they are for."""
         with self._lock:
             decks, sections = len(self._left), sum(self._left.values())
         if decks >= self.ceiling:
             return False
-        if decks == 0:
+        if decks == 0 or person:
             return True
         loads = list(self.load().values())
         in_flight = sum(load.in_flight for load in loads)

@@ -230,6 +230,9 @@ def test_a_deck_waiting_for_its_quota_holds_no_worker(sqlite_store, google, fake
     finally:
         runner.stop()
     done = store.get_job(ids[1])
+    # the ceiling held for these (a person's) jobs: the second deck was taken only once the
+    # first had been generated
+    assert done.started_at >= store.get_job(ids[0]).generated_at
     assert done.attempts == 1 and done.result["presentation_id"] == decks[1]
     assert done.progress["data"]["state"] == "done"
     writes = [c for c in google.calls if c["path"].endswith(":batchUpdate")

@@ -293,6 +293,7 @@ def test_admission_takes_decks_while_the_route_has_room_up_to_the_ceiling():
     assert admission.room()
     admission.admit("b")
     assert not admission.room()  # 10 ready: more than a deck's worth beyond 4 free slots
+    assert admission.room(person=True)  # a person's deck is not held back by the load
     load["self-hosted"] = RouteLoad(4, 4, {1: 2})  # 4 in flight, 2 waiting
     for _ in range(4):
         admission.section_done("a")
@@ -300,6 +301,7 @@ def test_admission_takes_decks_while_the_route_has_room_up_to_the_ceiling():
     assert admission.room()  # 1 + 2 sections of ours, 2 waiting: under a deck's worth
     admission.admit("c")
     assert not admission.room()  # the ceiling
+    assert not admission.room(person=True)  # holds for a person's deck too
     admission.ended("a")
     assert admission.decks == 2
 
