@@ -336,8 +336,12 @@ class JobRunner:
         progress = None
         if deck is not None:
             progress = {s.section: section_progress(s) for s in deck.sections}
-        self.store.finish_job(job.id, self.worker_id, state, result, error, progress)
+        ended = self.store.finish_job(job.id, self.worker_id, state, result, error, progress)
         self.user_tokens.pop(job.id, None)
+        if not ended:
+            # another run of it ended it first (e.g. this deck's thread outlived an outage
+            # that let the sweep hand the job out again): a job ends, and is reported, once
+            return "gone"
         if self.on_finish:
             self.on_finish(self.store.get_job(job.id), deck)
         return state

@@ -245,6 +245,26 @@ def test_a_persons_sections_take_the_next_free_slots_of_a_saturated_route(
     assert overtaking <= cap, f"{overtaking} batch sections went before the person's"
 
 
+def test_a_job_handed_out_again_while_its_first_run_goes_on_ends_once(store, specs,
+                                                                      fake_generator,
+                                                                      tmp_path):
+    finished: list[str] = []
+    runner = JobRunner(store, Filler(fake_generator), tmp_path / "decks", workers=1,
+                       on_finish=lambda job, deck: finished.append(job.id))
+    job, _ = store.create_job("crm", request("Harbor Logistics"),
+                              initial_progress(list(specs.values())))
+    first = store.claim_job(runner.worker_id)
+    # its heartbeat went stale (the store was away while its deck thread went on): the
+    # sweep hands it out again, to this same process
+    assert store.requeue_stale(-1) == [job.id]
+    again = store.claim_job(runner.worker_id)
+    assert again.attempts == 2
+    assert runner.run(again) == "done"
+    assert runner.run(first) == "gone"  # the first run ends late: the job is not ended twice
+    assert finished == [job.id]
+    assert store.get_job(job.id).state == "done"
+
+
 def test_a_route_gives_its_freed_slot_to_the_best_waiting_call():
     pacer = Pacer(None, None, 1, time.monotonic, time.sleep)
     pacer.acquire(1)  # the route is full
