@@ -269,7 +269,8 @@ def batch_throughput(decks: int, cap: int, settings: list[tuple[int, int | None]
          "fake Slides server (in this process). Sections are scheduled across "
          "decks (deckgen/admission.py): a worker takes another deck while the route has "
          "fewer than one deck's worth of sections waiting beyond its free slots, up to the "
-         "ceiling (DECKGEN_MAX_DECKS_IN_FLIGHT; default: the routes' caps + 1). `at its cap` "
+         "ceiling (DECKGEN_MAX_DECKS_IN_FLIGHT; default: the routes' caps + 2, the last deck "
+         "kept for a person's). `at its cap` "
          "is the share of the time between the first and the last model request that the "
          "server served its cap; `over the wall` is the old measure (at cap / whole batch "
          "wall time, from POST to the last deck written).\n")

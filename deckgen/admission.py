@@ -26,11 +26,12 @@ log = logging.getLogger("deckgen.jobs")
 
 def default_ceiling(caps: Iterable[int], floor: int = 1) -> int:
     """Decks in generation at most, from the concurrency caps of the routes decks go to:
-    their sum plus one. A deck in generation has at least one unfinished section; at worst
-    every deck is down to its slowest one, so the sum of the caps fills every slot, and one
-    more keeps a deck's worth waiting. More would add threads and running jobs, not work
-    the servers can take."""
-    return max(sum(caps) + 1, floor)
+    their sum plus two. A deck in generation has at least one unfinished section; at worst
+    every deck is down to its slowest one, so the sum of the caps fills every slot, one
+    more keeps a deck's worth waiting, and the last is kept for a person's deck (see
+    `Admission.room`). More would add threads and running jobs, not work the servers can
+    take."""
+    return max(sum(caps) + 2, floor)
 
 
 class Admission:
@@ -51,17 +52,20 @@ class Admission:
             return len(self._left)
 
     def room(self, person: bool = False) -> bool:
-        """Another deck may start: under the ceiling, and for a batch deck the routes have
-        fewer sections ready for them (waiting at their pacer, or on the way there) than one
-        deck's worth beyond their free slots. A person's deck is not held back by the routes'
-        load (its sections go first there) but never goes past the ceiling: that is the
-        most decks in generation this process runs, whoever they are for."""
+        """Another deck may start. A person's deck: under the ceiling, whatever the routes'
+        load (its sections go before batch sections there). A batch deck: under the ceiling
+        less one deck kept for a person (when the ceiling is above one: a person's job is
+        taken without waiting for a batch deck to end), and while the routes have fewer
+        sections ready for them (waiting at their pacer, or on the way there) than one
+        deck's worth beyond their free slots."""
         with self._lock:
             decks, sections = len(self._left), sum(self._left.values())
         if decks >= self.ceiling:
             return False
-        if decks == 0 or person:
+        if person or decks == 0:
             return True
+        if decks >= self.ceiling - 1:  # the last deck is a person's
+            return False
         loads = list(self.load().values())
         in_flight = sum(load.in_flight for load in loads)
         waiting = sum(load.waiting for load in loads)

@@ -15,8 +15,9 @@ idempotent (it replaces tagged boxes), so running a stage again is safe.
 A .pptx is written by the worker that generated it: no shared limit to wait for.
 
 Decks in generation are as many as the model routes have room for (deckgen/admission.py),
-each in a thread of its own, up to a ceiling; a person's job is taken even when the routes
-are full (not past the ceiling), and its sections go before batch sections at the route. Celery workers run one job per task."""
+each in a thread of its own, up to a ceiling whose last deck batch work leaves to a person;
+a person's job is taken even when the routes are full, and its sections go before batch
+sections at the route. Celery workers run one job per task."""
 
 from __future__ import annotations
 
@@ -200,8 +201,7 @@ class JobRunner:
 
     def _claim_generation(self) -> tuple[Job | None, bool]:
         """A job to generate if the routes have room for another deck, or a person's job
-        whatever their load (under the ceiling all the same); and whether there was no
-        room."""
+        whatever their load (deckgen/admission.py); and whether there was no room."""
         with self._admit_lock:
             if not (self.admission.room() or
                     (self.admission.room(person=True) and self._person_waiting())):

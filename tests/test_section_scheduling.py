@@ -306,7 +306,7 @@ def test_a_call_that_gives_up_waiting_leaves_the_line():
 
 def test_admission_takes_decks_while_the_route_has_room_up_to_the_ceiling():
     load = {"self-hosted": RouteLoad(0, 4)}
-    admission = Admission(lambda: load, ceiling=3, deck_sections=5)
+    admission = Admission(lambda: load, ceiling=4, deck_sections=5)
     assert admission.room()  # nothing in generation
     admission.admit("a")
     # a deck on its way to an idle route of 4: 5 sections ready, 4 free slots
@@ -320,21 +320,28 @@ def test_admission_takes_decks_while_the_route_has_room_up_to_the_ceiling():
     admission.sized("b", 2)
     assert admission.room()  # 1 + 2 sections of ours, 2 waiting: under a deck's worth
     admission.admit("c")
-    assert not admission.room()  # the ceiling
-    assert not admission.room(person=True)  # holds for a person's deck too
+    # the routes would take a fourth batch deck, but the last one is kept for a person
+    assert not admission.room()
+    assert admission.room(person=True)
+    admission.admit("person")
+    assert not admission.room(person=True)  # the ceiling holds for everyone
     admission.ended("a")
-    assert admission.decks == 2
+    assert admission.decks == 3
+    one = Admission(lambda: load, ceiling=1, deck_sections=5)
+    assert one.room()  # a ceiling of one keeps nothing back
+    one.admit("x")
+    assert not one.room() and not one.room(person=True)
 
 
 def test_the_ceiling_is_sized_from_the_routes_caps_unless_set(store, specs, cases, renderer,
                                                              tmp_path):
-    assert default_ceiling([16]) == 17 and default_ceiling([8, 2], floor=20) == 20
+    assert default_ceiling([16]) == 18 and default_ceiling([8, 2], floor=20) == 20
     config = Config.from_env({"DECKGEN_SELF_HOSTED_CONCURRENCY": "12"})
     router = Router(lambda name: None, ["self-hosted"], limits=config.limits,  # type: ignore
                     table={"data": ("self-hosted", "openai")})
     generator = Generator(specs, cases, renderer, router)
     runner = JobRunner(store, Filler(generator), tmp_path, workers=2)
-    assert runner.admission.ceiling == 12 + config.limits["openai"].concurrency + 1
+    assert runner.admission.ceiling == 12 + config.limits["openai"].concurrency + 2
     assert Config.from_env({"DECKGEN_MAX_DECKS_IN_FLIGHT": "3"}).max_decks_in_flight == 3
     assert Config.from_env({}).max_decks_in_flight is None
     with pytest.raises(ConfigError):

@@ -67,8 +67,9 @@ def test_a_batch_survives_sigkill_and_finishes_every_deck_once(google, fake_open
            "GOOGLE_APPLICATION_CREDENTIALS": service_account_file,
            "DECKGEN_GOOGLE_API_ENDPOINT": google.url, "DECKGEN_DRIVE_API_ENDPOINT": google.url,
            "DECKGEN_WORKERS": "2", "DECKGEN_JOB_STALE_SECONDS": "10",
-           # two decks at a time: some are still generating when the process is killed
-           "DECKGEN_MAX_DECKS_IN_FLIGHT": "2",
+           # two batch decks at a time (a third would be a person's): some are still
+           # generating when the process is killed
+           "DECKGEN_MAX_DECKS_IN_FLIGHT": "3",
            "DECKGEN_OUTPUT_DIR": str(tmp_path / "decks"),
            "DECKGEN_SLIDES_WRITES_PER_MINUTE": "600"}
     headers = {"Authorization": f"Bearer {create_key(env)}"}
