@@ -280,7 +280,9 @@ def test_a_redis_cut_grants_no_write_and_writes_resume_by_themselves(
     google.writes_per_minute = WRITES_PER_MINUTE  # Google's own limit: 429 past it
     decks = [google.add_presentation(realistic_template(), owner_token="service-account")
              for _ in range(8)]
-    person_deck = google.add_presentation(realistic_template(), owner_token="service-account")
+    person_deck, second_deck = (google.add_presentation(realistic_template(),
+                                                        owner_token="service-account")
+                                for _ in range(2))
     store = Store(str(tmp_path / "deckgen.sqlite3"))
     config = Config.from_env({
         "DECKGEN_OUTPUT_DIR": str(tmp_path / "decks"), "DECKGEN_WORKERS": "2",
@@ -321,15 +323,22 @@ def test_a_redis_cut_grants_no_write_and_writes_resume_by_themselves(
         person = client.post("/v1/jobs", headers=headers, json={
             "brief": REQUEST_BRIEF, "presentation_id": person_deck})
         statuses.append(person.status_code)
-        for _ in range(12):  # callers while Redis is away: answered, never a 500
+        for i in range(16):  # callers while Redis is away: answered, never a 500
+            if i == 10:  # the batch's quota skip (MAX_QUOTA_SKIP) is over: its decks are
+                # claimed for writing again, and fail to reserve; generation goes on anyway
+                second = client.post("/v1/jobs", headers=headers, json={
+                    "brief": REQUEST_BRIEF, "presentation_id": second_deck})
+                statuses.append(second.status_code)
             for answer in (client.get(f"/v1/batches/{batch_id}", headers=headers),
                            client.get(f"/v1/jobs/{person.get_json()['id']}", headers=headers),
                            client.get("/readyz"), client.get("/healthz")):
                 statuses.append(answer.status_code)
             time.sleep(0.25)
         during, stranded = writes(), waiting_in("write")
+        generated = waiting_in("generated")
         redis_proxy.restore()
         assert 500 not in statuses and person.status_code == 202, statuses
+        assert generated == 6  # both people's decks were generated while Redis was away
         assert during == 4  # no write was granted without the shared count
         assert stranded == 0  # a deck that may not be written waits in the store, not a worker
 
@@ -347,7 +356,8 @@ def test_a_redis_cut_grants_no_write_and_writes_resume_by_themselves(
         # the window's earlier writes are still counted: nothing past the limit, no 429
         assert writes() == WRITES_PER_MINUTE and writes(429) == 0
         assert waiting_in("write") == 0  # no deck stranded in a worker's hands
-        assert waiting_in("generated") == 4 and runner.alive()
+        # the second person's deck waits for the next slot in the window, as do the batch's
+        assert waiting_in("generated") == 5 and runner.alive()
     finally:
         runner.stop()
         store.close()
