@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -58,9 +57,10 @@ class RouteHome(ABC):
         (or a 429's hold ends)."""
 
     @abstractmethod
-    def lease(self, scope: str, limit: int, ttl: float) -> str | None:
-        """One of `limit` in-flight slots, as a lease id, or None when all are taken. A lease
-        not released expires after `ttl` seconds (its process died)."""
+    def lease(self, scope: str, limit: int, ttl: float, lease: str) -> str | None:
+        """One of `limit` in-flight slots under the id `lease` (the caller's, so that a
+        lease whose answer was lost with the connection can still be released), or None
+        when all are taken. A lease not released expires after `ttl` seconds."""
 
     @abstractmethod
     def release(self, scope: str, lease: str) -> None:
@@ -124,8 +124,8 @@ class RedisHome(RouteHome):
         stats = self.limiter.get_window_stats(item, scope)
         return max(stats.reset_time - time.time(), 0.05)
 
-    def lease(self, scope: str, limit: int, ttl: float) -> str | None:
-        lease, now = uuid.uuid4().hex, time.time()
+    def lease(self, scope: str, limit: int, ttl: float, lease: str) -> str | None:
+        now = time.time()
         taken = self._lease(keys=[f"{self.prefix}:lease:{scope}"],
                             args=[now, limit, now + ttl, lease, int(ttl * 2000)])
         return lease if int(taken) else None
@@ -187,8 +187,8 @@ class StoreHome(RouteHome):
                             (key, now, cost))
             return 0.0
 
-    def lease(self, scope: str, limit: int, ttl: float) -> str | None:
-        key, lease = f"{scope}:lease", uuid.uuid4().hex
+    def lease(self, scope: str, limit: int, ttl: float, lease: str) -> str | None:
+        key = f"{scope}:lease"
         with self._tx() as cur:
             now = self.clock()
             cur.execute("DELETE FROM route_usage WHERE scope = ? AND at <= ?", (key, now))

@@ -1,6 +1,7 @@
 """A TCP proxy on 127.0.0.1 for fault tests: it forwards to a real server (PostgreSQL,
 Redis) until `cut()`, which drops every open connection and turns new ones away, as a
-restarting server or a broken network does; `restore()` lets them through again."""
+restarting server or a broken network does; `restore()` lets them through again. `mute()`
+passes requests on but drops the server's answers: the server acts, the client never hears."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._cut = False
+        self._muted = False
         self._stopped = False
         self.accepted = 0  # connections let through, for tests that count reconnects
 
@@ -34,7 +36,12 @@ class TcpProxy:
 
     def restore(self) -> None:
         with self._lock:
-            self._cut = False
+            self._cut = self._muted = False
+
+    def mute(self) -> None:
+        """From now on, the server's answers are dropped (until `cut()` and `restore()`)."""
+        with self._lock:
+            self._muted = True
 
     def stop(self) -> None:
         self._stopped = True
@@ -71,13 +78,15 @@ class TcpProxy:
                     continue
                 self._open |= {client, upstream}
                 self.accepted += 1
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            for src, dst, answers in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(src, dst, answers),
+                                 daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if not (answers and self._muted):
+                    dst.sendall(data)
         except OSError:
             pass
         finally:

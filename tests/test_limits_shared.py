@@ -168,7 +168,7 @@ def test_a_shared_window_counts_tokens_too(two_homes):
     wait = b.take(scope, None, 100, 60)  # 120 tokens in the window would pass 100
     assert 0 < wait <= WINDOW
     assert b.take(scope, None, 100, 40) == 0  # exactly 100
-    assert a.lease(scope, 1, 30) is not None and b.lease(scope, 1, 30) is None
+    assert a.lease(scope, 1, 30, "one") == "one" and b.lease(scope, 1, 30, "two") is None
 
 
 def test_a_lease_released_while_redis_is_away_is_released_once_it_is_back():
@@ -198,6 +198,40 @@ def test_a_lease_released_while_redis_is_away_is_released_once_it_is_back():
         with pytest.raises(Saturated):  # the cap is really shared: one slot, now held
             other.acquire(10, until=time.monotonic() + 1)
         pacer.release()
+    finally:
+        proxy.stop()
+        home.close()
+
+
+def test_a_lease_whose_answer_was_lost_is_released_once_redis_answers_again():
+    """Redis stored the lease but the connection died before its answer arrived: the lease
+    id is the caller's, so it is released on the next call instead of filling the cap."""
+    from deckgen.llm.limits import Pacer, SharedPacer
+    from tests.tcp_proxy import TcpProxy
+
+    proxy = TcpProxy("127.0.0.1", 6379).start()
+    home = RedisHome(f"redis://127.0.0.1:{proxy.port}/13", prefix=f"lost-{time.time()}")
+
+    def pacer():
+        return SharedPacer(home, "route", None, None, 1, 600.0,
+                           Pacer(None, None, 1, time.monotonic, time.sleep), time.monotonic,
+                           time.sleep)
+
+    first, second = pacer(), pacer()
+    try:
+        first.acquire(10, until=time.monotonic() + 5)  # the lease script is loaded
+        first.release()
+        proxy.mute()
+        first.acquire(10, until=time.monotonic() + 10)  # Redis leases; the answer is lost
+        assert first.away  # so it paced alone
+        first.release()
+        proxy.cut()
+        proxy.restore()
+        first.acquire(10, until=time.monotonic() + 5)  # gives the lost lease back first
+        first.release()
+        # the one slot is free: another process gets it at once, not in 600 s
+        assert second.acquire(10, until=time.monotonic() + 2) < 1.0
+        second.release()
     finally:
         proxy.stop()
         home.close()

@@ -18,6 +18,7 @@ import heapq
 import itertools
 import logging
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -284,10 +285,11 @@ class SharedPacer:
                         f"past its deadline; waited {self.clock() - start:.1f}s")
                 self.sleep(POLL)
                 continue
+            asked = uuid.uuid4().hex  # ours: released even if the home's answer is lost
             try:
                 if self._orphans:
                     self._release_orphans()
-                lease = self.home.lease(self.scope, self.concurrency, self.lease_seconds)
+                lease = self.home.lease(self.scope, self.concurrency, self.lease_seconds, asked)
                 wait = POLL
                 if lease is not None:
                     wait = self.home.take(self.scope, self.rpm, self.tpm, tokens)
@@ -298,8 +300,8 @@ class SharedPacer:
                     self.home.release(self.scope, lease)
                     lease = None
             except Exception as exc:  # noqa: BLE001 - any failure of the home: pace alone
-                if lease is not None:
-                    self._orphan(lease)
+                # the lease in hand, or the one asked for (the home may have stored it)
+                self._orphan(lease or asked)
                 self._gone(exc)
                 waited = self.local.acquire(tokens, until, priority)
                 self._mine.lease = "local"
