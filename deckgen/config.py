@@ -25,8 +25,8 @@ __all__ = ["Config", "DEFAULT_LIMITS", "MODEL_ROUTES", "ROUTES", "RetryPolicy",
            "RouteLimits"]
 
 ROOT = Path(__file__).resolve().parent.parent
-# how often a running job tells the store it is alive (deckgen/jobs.py); a job whose heartbeat
-# is older than DECKGEN_JOB_STALE_SECONDS is handed to another worker
+# how often a running job tells the store it is alive (deckgen/jobs/runner.py); a job whose
+# heartbeat is older than DECKGEN_JOB_STALE_SECONDS is handed to another worker
 JOB_HEARTBEAT_SECONDS = 5.0
 
 

@@ -1,27 +1,11 @@
-"""Running jobs: a pool of worker threads in the service process (or Celery tasks, through
-`run_one`) that takes jobs from the store in two stages, generation and writing, and
-records every generation.
-
-The store is the source of truth. A worker claims a job to generate (interactive jobs
-before batch jobs, batch work round-robin between owners; never a deck another job has in
-flight), heart-beats while it runs, and hands the generated deck back to the store. A
-worker then claims a generated deck to write only when its principal's shared Slides quota
-has a slot now (deckgen/quotas.py): no worker ever sleeps on a quota while holding work,
-it takes other work instead. A process killed in the middle leaves its jobs with a stale
-heartbeat; the next sweep puts one it was generating back in the queue and one it was
-writing back to wait for its write, so every job ends exactly once. Writing a deck is
-idempotent (it replaces tagged boxes), so running a stage again is safe.
-
-A .pptx is written by the worker that generated it: no shared limit to wait for.
-
-Decks in generation are as many as the model routes have room for (deckgen/admission.py),
-each in a thread of its own, up to a ceiling whose last deck batch work leaves to a person;
-a person's job is taken even when the routes are full, and its sections go before batch
-sections at the route. Celery workers run one job per task."""
+"""JobRunner: the worker threads (or the Celery task, through `run_one`) that claim jobs,
+admit decks to generation as the routes have room, run the generation stage with a
+heartbeat, and sweep up jobs a stopped worker left behind; and make_runner, which builds
+one from the container. The write stage it shares its state with is writes.py; the design
+as a whole is told in this package's __init__."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -41,16 +25,9 @@ from deckgen.brief import parse_brief
 from deckgen.config import JOB_HEARTBEAT_SECONDS, ScheduleSettings
 from deckgen.content import DeckContent, SectionResult
 from deckgen.errors import DeckgenError
-from deckgen.fill import (
-    Filler,
-    FillRequest,
-    PptxTarget,
-    Prepared,
-    SlidesAccess,
-    SlidesTarget,
-    Target,
-    outcome_view,
-)
+from deckgen.fill import Filler, FillRequest, PptxTarget, Prepared, SlidesTarget, Target
+from deckgen.jobs.progress import Outcome, section_progress
+from deckgen.jobs.writes import WriteStage
 from deckgen.quotas import quota_from_config
 from deckgen.sections import SectionSpec
 from deckgen.store import Job, Store
@@ -59,28 +36,10 @@ if TYPE_CHECKING:
     from deckgen.container import Container
     from deckgen.crm.directory import CrmDirectory
 
-__all__ = ["JobRunner", "SlidesAccess", "initial_progress", "make_runner", "section_progress"]
-
 log = logging.getLogger("deckgen.jobs")
-MAX_QUOTA_SKIP = 2.0  # seconds at most a runner leaves a waiting principal's decks alone
 # the priority a job's sections wait with for a route's slots, by lane (lower goes first)
 PRIORITY = {"interactive": 0, "batch": 1}
 ADMIT_POLL = 0.05  # seconds between looks at the routes while they have no room for a deck
-
-
-def initial_progress(specs: list[SectionSpec]) -> dict[str, Any]:
-    return {s.name: {"section": s.name, "state": "queued"} for s in specs}
-
-
-def section_progress(result: SectionResult) -> dict[str, Any]:
-    return {"section": result.section,
-            "state": "failed" if result.status == "failed" else "done",
-            "route": result.route, "model": result.model, "policy": result.policy,
-            "prompt_tokens": result.prompt_tokens, "cached_tokens": result.cached_tokens,
-            "completion_tokens": result.completion_tokens,
-            "seconds": result.seconds, "retries": result.retries,
-            "failovers": len(result.failovers), "fit": result.fit, "error": result.error,
-            "grounding": result.grounding, "flagged": result.status == "ungrounded"}
 
 
 def render_title(pattern: str, name: str, client: str) -> str:
@@ -92,10 +51,7 @@ def brief_hash(brief: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(brief, sort_keys=True).encode()).hexdigest()[:16]
 
 
-Outcome = tuple[DeckContent | None, str, dict[str, Any] | None, dict[str, Any] | None]
-
-
-class JobRunner:
+class JobRunner(WriteStage):
     def __init__(self, store: Store, filler: Filler,
                  output_dir: Path, workers: int = 2, poll_seconds: float = 0.5,
                  stale_after: float = 60.0, heartbeat_seconds: float = 5.0,
@@ -237,58 +193,6 @@ class JobRunner:
             return claimed
         return self.write_one(job_id)
 
-    def write_one(self, job_id: str) -> str | float:
-        """Write one given generated deck if its quota allows now: "done", "gone", or the
-        seconds until it may (the deck stays in the store)."""
-        job = self.store.claim_write_id(job_id, self.worker_id, self.stale_after)
-        if job is None:
-            return "gone"
-        wait = self._reserve(job)
-        if wait > 0:
-            self.store.release_write(job.id, self.worker_id)
-            return wait
-        self.write(job)
-        return "done"
-
-    def _claim_write(self) -> Job | None:
-        """A generated deck whose principal's quota has a slot now (taken), or None. A
-        principal whose quota said "wait" is not asked again until then."""
-        if self.slides is None:
-            return None
-        for _ in range(4):
-            now = time.monotonic()
-            with self._waits_lock:
-                waiting = [(p, batch) for (p, batch), until in self._quota_waits.items()
-                           if until > now]
-            job = self.store.claim_write(
-                self.worker_id, skip_principals=[p for p, batch in waiting if not batch],
-                skip_batch_principals=[p for p, batch in waiting if batch],
-                writable=list(self.user_tokens),
-                orphaned_before=time.time() - 2 * self.stale_after)
-            if job is None:
-                return None
-            wait = self._reserve(job)
-            if wait <= 0:
-                return job
-            self.store.release_write(job.id, self.worker_id)
-            with self._waits_lock:
-                # asked again after the wait, or sooner: another process's hold may end
-                self._quota_waits[(job.principal or "", job.batch_id is not None)] = \
-                    now + min(wait, MAX_QUOTA_SKIP)
-        return None
-
-    def _reserve(self, job: Job) -> float:
-        """Take a write slot for a claimed deck now (0) or say how long until one frees. If
-        the quota's home is away the deck goes back to wait, held by no worker (if the store
-        is away too, the stale sweep returns it later), and the error goes on."""
-        assert self.slides is not None and job.principal
-        try:
-            return self.slides.reserve(job.principal, batch=job.batch_id is not None)
-        except Exception:
-            with contextlib.suppress(DeckgenError):
-                self.store.release_write(job.id, self.worker_id)
-            raise
-
     @contextmanager
     def _heartbeat(self, job: Job) -> Iterator[None]:
         beating = threading.Event()
@@ -310,15 +214,6 @@ class JobRunner:
         """The generation stage of a claimed job: "generated" when its deck was handed to
         the store to wait for its write, else the state the job ended in."""
         return self._stage(job, self._execute)
-
-    def write(self, job: Job) -> str:
-        """The write stage of a claimed generated deck, whose write slot is reserved in this
-        thread; the state the job ended in."""
-        try:
-            return self._stage(job, self._write)
-        finally:
-            if self.slides is not None:
-                self.slides.forget()
 
     def _stage(self, job: Job, work: Callable[[Job], Outcome]) -> str:
         deck = None
@@ -436,33 +331,6 @@ class JobRunner:
         if priority == self.generator.priority:
             return self.filler
         return Filler(dataclasses.replace(self.generator, priority=priority), self.slides)
-
-    def _write(self, job: Job) -> Outcome:
-        assert job.deck is not None
-        prepared = self._prepare(job)
-        deck = DeckContent.from_dict(prepared.request.brief, job.deck)
-        if self.store.get_job(job.id).cancel_requested:
-            return deck, "cancelled", None, None
-        return self._written(job, prepared, deck)
-
-    def _written(self, job: Job, prepared: Prepared, deck: DeckContent) -> Outcome:
-        filled = self.filler.write(prepared, deck, on_copied=lambda presentation_id:
-                                   self.store.set_presentation(job.id, presentation_id))
-        result: dict[str, Any] = outcome_view(filled)
-        if isinstance(prepared.request.target, PptxTarget):
-            result.update(pptx=filled.path, download=f"/v1/jobs/{job.id}/deck.pptx")
-        else:
-            assert filled.presentation_id is not None
-            if filled.feedback:
-                self.store.record_feedback(filled.presentation_id, job.id, filled.feedback)
-            result.update(presentation_id=filled.presentation_id, url=filled.path,
-                          kept=filled.kept, api_calls=filled.api_calls)
-            if filled.archive_id:
-                result["archive_id"] = filled.archive_id
-        return deck, "done" if deck.ok else "failed", result, None if deck.ok else {
-            "code": "sections_failed",
-            "message": "some sections failed: " + ", ".join(
-                s.section for s in deck.sections if s.status == "failed")}
 
 
 def make_runner(container: Container,
