@@ -3,15 +3,12 @@
 It speaks the REST protocol `simple-salesforce` speaks: the OAuth 2.0 client-credentials
 token endpoint (`/services/oauth2/token`; a wrong secret is 400 invalid_client, as Salesforce
 answers), `GET /services/data/vNN.N/query?q=SOQL`, `GET/PATCH .../sobjects/{Object}/{id}` and
-`POST .../sobjects/{Object}/`. The SOQL it runs is parsed, not pattern-matched: a SELECT list
-with relationship paths (`Account.Industry`), FROM one object, WHERE comparisons joined by
-AND with typed literals (quoted strings with SOQL escapes, true/false/null, numbers, date and
-unquoted datetime literals), ORDER BY with ASC/DESC and NULLS FIRST/LAST, and LIMIT. A field
-the object lacks is 400 INVALID_FIELD with Salesforce's "No such column" message, an object
-the org lacks (or the user may not read: `deny_object`) 400 INVALID_TYPE, and anything the
-parser does not know MALFORMED_QUERY. Answers have Salesforce's shape (`totalSize`, `done`,
-`records` with `attributes`, related records nested, datetimes as 2024-05-01T12:00:00.000+0000)
-and errors its body, `[{"message", "errorCode"}]`.
+`POST .../sobjects/{Object}/`. The SOQL it runs is parsed and evaluated by tests/fake_soql.py
+(which subset, and its errors: INVALID_FIELD, INVALID_TYPE for an object the org lacks or the
+user may not read, `deny_object`, MALFORMED_QUERY); this module is the org that query reads
+and the HTTP around it. Answers have Salesforce's shape (`totalSize`, `done`, `records` with
+`attributes`, related records nested, datetimes as 2024-05-01T12:00:00.000+0000) and errors
+its body, `[{"message", "errorCode"}]`.
 
 Access is the running user's, as Salesforce applies it: a record outside the user's sharing
 (`hide`) is left out of query results (SOQL filters by sharing; it does not fail), a sObject
@@ -40,7 +37,8 @@ import trustme
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-JSON = dict[str, Any]
+from tests.fake_soql import JSON, SoqlError, run_query
+
 USER_ID = "005000000000001AAA"
 ORG_ID = "00D000000000001AAA"
 PREFIX = {"Opportunity": "006", "Account": "001", "Contact": "003",
@@ -73,21 +71,6 @@ RELATIONS = {  # object -> relationship name -> (foreign key, related object)
                                "Opportunity": ("OpportunityId", "Opportunity")},
 }
 READ_ONLY_FIELDS = {"Id", "CreatedDate", "LastModifiedDate", "IsClosed", "IsWon"}
-TOKEN = re.compile(r"""\s*(?:
-    (?P<string>'(?:[^'\\]|\\.)*')
-  | (?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2}))
-  | (?P<date>\d{4}-\d{2}-\d{2})
-  | (?P<number>-?\d+(?:\.\d+)?)
-  | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
-  | (?P<op>!=|<=|>=|=|<|>)
-  | (?P<punct>[,()])
-  | (?P<bad>\S)
-)""", re.VERBOSE)
-ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", "'": "'", '"': '"',
-           "\\": "\\", "%": "\\%", "_": "\\_"}
-UNKNOWN_FIELD_HINT = (" If you are attempting to use a custom field, be sure to append the "
-                      "'__c' after the custom field name. Please reference your WSDL or the "
-                      "describe call for the appropriate names.")
 
 
 class SfError(Exception):
@@ -109,144 +92,13 @@ def sf_datetime(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
-def _parse_datetime(text: str) -> datetime:
-    return datetime.fromisoformat(re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2",
-                                         text.replace("Z", "+00:00")))
-
-
-class Soql:
-    """One parsed SELECT: `fields` (paths as written), `obj`, `where` [(path, op, value)],
-    `order` [(path, descending, nulls_last)], `limit`."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens: list[tuple[str, str]] = []
-        pos = 0
-        while pos < len(text):
-            m = TOKEN.match(text, pos)
-            if not m or m.end() == pos:
-                break
-            kind = m.lastgroup or "bad"
-            if kind == "bad":
-                raise SfError(400, "MALFORMED_QUERY", f"unexpected token: '{m.group(kind)}'")
-            self.tokens.append((kind, m.group(kind)))
-            pos = m.end()
-            if not text[pos:].strip():
-                break
-        self.pos = 0
-        self.fields: list[str] = []
-        self.where: list[tuple[str, str, tuple[str, Any]]] = []
-        self.order: list[tuple[str, bool, bool]] = []
-        self.limit: int | None = None
-        self._parse()
-
-    def _peek(self) -> tuple[str, str] | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
-
-    def _next(self) -> tuple[str, str]:
-        token = self._peek()
-        if token is None:
-            raise SfError(400, "MALFORMED_QUERY", "unexpected end of query")
-        self.pos += 1
-        return token
-
-    def _keyword(self, *words: str) -> bool:
-        token = self._peek()
-        if token and token[0] == "name" and token[1].upper() == words[0]:
-            for word in words:
-                kind, value = self._next()
-                if kind != "name" or value.upper() != word:
-                    raise SfError(400, "MALFORMED_QUERY", f"unexpected token: '{value}'")
-            return True
-        return False
-
-    def _name(self) -> str:
-        kind, value = self._next()
-        if kind != "name":
-            raise SfError(400, "MALFORMED_QUERY", f"unexpected token: '{value}'")
-        return value
-
-    def _parse(self) -> None:
-        if not self._keyword("SELECT"):
-            raise SfError(400, "MALFORMED_QUERY", "a query starts with SELECT")
-        while True:
-            self.fields.append(self._name())
-            if self._peek() != ("punct", ","):
-                break
-            self._next()
-        if not self._keyword("FROM"):
-            raise SfError(400, "MALFORMED_QUERY", f"unexpected token: '{self._next()[1]}'")
-        self.obj = self._name()
-        if self._keyword("WHERE"):
-            while True:
-                path = self._name()
-                kind, op = self._next()
-                if kind != "op":
-                    raise SfError(400, "MALFORMED_QUERY", f"unexpected token: '{op}'")
-                self.where.append((path, op, self._next()))
-                if not self._keyword("AND"):
-                    break
-        if self._keyword("ORDER", "BY"):
-            while True:
-                path, desc, nulls_last = self._name(), False, False
-                if self._keyword("DESC"):
-                    desc = True
-                else:
-                    self._keyword("ASC")
-                if self._keyword("NULLS"):
-                    nulls_last = self._name().upper() == "LAST"
-                self.order.append((path, desc, nulls_last))
-                if self._peek() != ("punct", ","):
-                    break
-                self._next()
-        if self._keyword("LIMIT"):
-            kind, value = self._next()
-            if kind != "number":
-                raise SfError(400, "MALFORMED_QUERY", f"unexpected token: '{value}'")
-            self.limit = int(value)
-        if self._peek() is not None:
-            raise SfError(400, "MALFORMED_QUERY", f"unexpected token: '{self._next()[1]}'")
-
-
-def _unescape(text: str) -> str:
-    def one(m: re.Match[str]) -> str:
-        if m.group(1) not in ESCAPES:
-            raise SfError(400, "MALFORMED_QUERY", f"Invalid string literal '{text}'. Illegal "
-                          "character sequence '\\" + m.group(1) + "' in string literal.")
-        return ESCAPES[m.group(1)]
-
-    return re.sub(r"\\(.)", one, text[1:-1])
-
-
-def _literal(token: tuple[str, str], ftype: str, path: str) -> Any:
-    """The value a WHERE literal stands for, typed as Salesforce types it against the field."""
-    kind, text = token
-    if kind == "name" and text.lower() == "null":
-        return None
-    quoted = ftype not in ("boolean", "datetime", "date", "number")
-    wanted = {"boolean": "name", "datetime": "datetime", "date": "date",
-              "number": "number"}.get(ftype, "string")
-    if kind != wanted or (ftype == "boolean" and text.lower() not in ("true", "false")):
-        raise SfError(400, "INVALID_FIELD", f"value of filter criterion for field '{path}' "
-                      f"must be of type {ftype} and should {'' if quoted else 'not '}be "
-                      "enclosed in quotes")
-    if ftype == "boolean":
-        return text.lower() == "true"
-    if ftype == "datetime":
-        return _parse_datetime(text)
-    if ftype == "date":
-        return date.fromisoformat(text)
-    if ftype == "number":
-        return float(text)
-    return _unescape(text)
-
-
 class FakeSalesforce:
     def __init__(self, client_id: str = "deckgen-app", client_secret: str = "s3cret",
                  api_version: str = "61.0") -> None:
         self.client_id, self.client_secret, self.api_version = client_id, client_secret, \
             api_version
         self.schema = {obj: dict(fields) for obj, fields in SCHEMA.items()}
+        self.relations = RELATIONS
         self.records: dict[str, dict[str, JSON]] = {obj: {} for obj in PREFIX}
         self.hidden: set[str] = set()
         self.read_only_ids: set[str] = set()
@@ -368,7 +220,7 @@ class FakeSalesforce:
         if request.method == "GET":
             names = request.args.get("fields")
             keep = [f.strip() for f in names.split(",")] if names else list(self.schema[obj])
-            return _json({"attributes": self._attributes(obj, rid),
+            return _json({"attributes": self.attributes(obj, rid),
                           **{f: record.get(f) for f in keep if f in self.schema[obj]}})
         if request.method == "PATCH":
             return self._update(obj, rid, record, request.get_json(force=True))
@@ -400,9 +252,10 @@ class FakeSalesforce:
                     del self.failures[i]
                     raise SfError(status, code, f"scripted failure {status} {code}", headers)
 
-    def _attributes(self, obj: str, rid: str | None) -> JSON:
+    def attributes(self, obj: str, rid: str | None) -> JSON:
+        """A record's `attributes`; a `UserRecordAccess` row has no url (it is no sObject)."""
         attrs: JSON = {"type": obj}
-        if rid:
+        if rid and obj != "UserRecordAccess":
             attrs["url"] = f"/services/data/v{self.api_version}/sobjects/{obj}/{rid}"
         return attrs
 
@@ -460,38 +313,17 @@ class FakeSalesforce:
         rid = self.add(obj, **body)
         return _json({"id": rid, "success": True, "errors": []}, 201)
 
-    # --- SOQL ----------------------------------------------------------------------------
-    def _resolve(self, obj: str, path: str, where: str) -> tuple[str, list[str]]:
-        """(the field's type, the canonical path), or INVALID_FIELD as Salesforce says it."""
-        parts, canonical, current = path.split("."), [], obj
-        for rel in parts[:-1]:
-            found = next((r for r in RELATIONS.get(current, {}) if r.lower() == rel.lower()),
-                         None)
-            if found is None:
-                raise SfError(400, "INVALID_FIELD", f"{where}\nDidn't understand relationship "
-                              f"'{rel}' in field path. If you are attempting to use a custom "
-                              "relationship, be sure to append the '__r' after the custom "
-                              "relationship name. Please reference your WSDL or the describe "
-                              "call for the appropriate names.")
-            canonical.append(found)
-            current = RELATIONS[current][found][1]
-        name = next((f for f in self.schema[current] if f.lower() == parts[-1].lower()), None)
-        if name is None:
-            raise SfError(400, "INVALID_FIELD", f"{where}\nNo such column '{parts[-1]}' on "
-                          f"entity '{current}'.{UNKNOWN_FIELD_HINT}")
-        return self.schema[current][name], [*canonical, name]
+    # --- what a SOQL query reads (tests/fake_soql.py's Org) ---------------------------
+    def query(self, text: str) -> JSON:
+        """The query endpoint's answer, or the SfError Salesforce gives the query."""
+        try:
+            return run_query(self, text)
+        except SoqlError as exc:
+            raise SfError(400, exc.code, exc.message) from exc
 
-    def _value(self, obj: str, record: JSON | None, path: list[str]) -> Any:
-        for rel in path[:-1]:
-            if record is None:
-                return None
-            key, obj = RELATIONS[obj][rel]
-            rid = record.get(key)
-            found = self.records[obj].get(rid) if rid and self.visible(obj, rid) else None
-            record = found
-        return None if record is None else record.get(path[-1])
-
-    def _rows(self, obj: str) -> list[JSON]:
+    def rows(self, obj: str) -> list[JSON]:
+        """The object's records the running user sees; `UserRecordAccess` made up, a row per
+        record in the org, saying whether the user may read and edit it."""
         if obj != "UserRecordAccess":
             return [r for rid, r in self.records[obj].items() if self.visible(obj, rid)]
         return [{"Id": rid, "UserId": USER_ID, "RecordId": rid,
@@ -500,76 +332,6 @@ class FakeSalesforce:
                  "MaxAccessLevel": "None" if not self.visible(kind, rid) else "Read"}
                 for kind, rows in self.records.items() for rid in rows]
 
-    def query(self, text: str) -> JSON:
-        soql = Soql(text)
-        obj = next((o for o in self.schema if o.lower() == soql.obj.lower()), None)
-        if obj is None or obj in self.denied:
-            raise SfError(400, "INVALID_TYPE", f"\n{text}\nsObject type '{soql.obj}' is not "
-                          "supported. If you are attempting to use a custom object, be sure "
-                          "to append the '__c' after the entity name. Please reference your "
-                          "WSDL or the describe call for the appropriate names.")
-        selected = [self._resolve(obj, f, text)[1] for f in soql.fields]
-        seen = [".".join(p).lower() for p in selected]
-        if len(set(seen)) != len(seen):
-            raise SfError(400, "MALFORMED_QUERY", "duplicate field selected")
-        rows = self._rows(obj)
-        for path, op, token in soql.where:
-            ftype, canonical = self._resolve(obj, path, text)
-            wanted = _literal(token, ftype, path)
-            rows = [r for r in rows if _compare(self._value(obj, r, canonical), op, wanted,
-                                                ftype)]
-        for path, desc, nulls_last in reversed(soql.order):
-            ftype, canonical = self._resolve(obj, path, text)
-            present = [r for r in rows if self._value(obj, r, canonical) is not None]
-            absent = [r for r in rows if self._value(obj, r, canonical) is None]
-            present.sort(key=lambda r: _key(self._value(obj, r, canonical), ftype),
-                         reverse=desc)
-            rows = present + absent if nulls_last else absent + present
-        rows = rows[: soql.limit] if soql.limit is not None else rows
-        return {"totalSize": len(rows), "done": True,
-                "records": [self._shape(obj, r, selected) for r in rows]}
-
-    def _shape(self, obj: str, record: JSON, selected: list[list[str]]) -> JSON:
-        out: JSON = {"attributes": self._attributes(obj, record.get("Id")
-                                                    if obj != "UserRecordAccess" else None)}
-        for path in selected:
-            scope, current = out, obj
-            row: JSON | None = record
-            for rel in path[:-1]:
-                key, current = RELATIONS[current][rel]
-                rid = row.get(key) if row else None
-                row = self.records[current].get(rid) if rid and self.visible(current, rid) \
-                    else None
-                if row is None:
-                    scope[rel] = None
-                    break
-                if not isinstance(scope.get(rel), dict):
-                    scope[rel] = {"attributes": self._attributes(current, row["Id"])}
-                scope = scope[rel]
-            else:
-                scope[path[-1]] = row.get(path[-1]) if row else None
-        return out
-
-
-def _key(value: Any, ftype: str) -> Any:
-    if ftype == "datetime":
-        return _parse_datetime(value)
-    if ftype == "boolean":
-        return bool(value)
-    if ftype == "number":
-        return float(value)
-    return str(value)
-
-
-def _compare(value: Any, op: str, wanted: Any, ftype: str) -> bool:
-    if wanted is None or value is None:
-        return (value is None) == (wanted is None) if op == "=" else \
-            (value is None) != (wanted is None) if op == "!=" else False
-    if ftype in ("id", "reference"):
-        value, wanted = str(value)[:15], str(wanted)[:15]
-    elif ftype == "date":
-        value = date.fromisoformat(value)
-    else:
-        value = _key(value, ftype)
-    return {"=": value == wanted, "!=": value != wanted, "<": value < wanted,
-            ">": value > wanted, "<=": value <= wanted, ">=": value >= wanted}[op]
+    def related(self, obj: str, rid: str | None) -> JSON | None:
+        """The record a relationship points at, or None when unset or unseen."""
+        return self.records[obj][rid] if rid and self.visible(obj, rid) else None
