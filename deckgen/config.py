@@ -60,6 +60,23 @@ def bundled_gguf() -> Path | None:
     return None
 
 
+# The LoRA deckgen ships for the bundled SmolLM2 (training/embedded.sh; bench/RESULTS.md §10)
+BUNDLED_LORA = Path(__file__).resolve().parent / "data" / "lora" / "smollm2-135m-deckgen-lora.gguf"
+
+
+def local_lora(env: Mapping[str, str], model: Path | None) -> Path | None:
+    """DECKGEN_LOCAL_LORA: a GGUF adapter file, `off` for the plain model, or unset: the
+    shipped adapter, which fits the bundled SmolLM2 only (never another DECKGEN_LOCAL_MODEL)."""
+    raw = env.get("DECKGEN_LOCAL_LORA", "")
+    if raw.lower() in ("off", "none", "0"):
+        return None
+    if raw:
+        return Path(raw)
+    if model is not None and model == bundled_gguf() and BUNDLED_LORA.is_file():
+        return BUNDLED_LORA
+    return None
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -247,7 +264,8 @@ class Config:
     openai_layout: str = "turns"
     self_hosted_layout: str = "turns"
     shared_examples: int = 2
-    # a LoRA adapter (GGUF) the local llama.cpp server applies to the model; None: the base
+    # a LoRA adapter (GGUF) the local llama.cpp server applies to the model (by default the
+    # shipped one, for the bundled model); None: the plain model
     local_lora: Path | None = None
     # self-hosted: a fine-tuned model behind vLLM
     self_hosted_url: str | None = None
@@ -311,13 +329,14 @@ class Config:
         if route not in ROUTES:
             raise ConfigError(f"DECKGEN_ROUTE must be one of {', '.join(ROUTES)}, got {route!r}")
         model = env.get("DECKGEN_LOCAL_MODEL")
+        model_path = Path(model) if model else bundled_gguf()
         return cls(
             prompts_dir=Path(env.get("DECKGEN_PROMPTS_DIR") or ROOT / "prompts"),
             examples_dir=Path(env.get("DECKGEN_EXAMPLES_DIR") or ROOT / "examples"),
             route=route,
             temperature=_float(env, "DECKGEN_TEMPERATURE", 0.3),
             section_timeout=_float(env, "DECKGEN_SECTION_TIMEOUT", 180.0),
-            local_model_path=Path(model) if model else bundled_gguf(),
+            local_model_path=model_path,
             local_url=env.get("DECKGEN_LOCAL_URL") or None,
             local_context=_int(env, "DECKGEN_LOCAL_CONTEXT", 4096),
             local_threads=_int(env, "DECKGEN_LOCAL_THREADS", os.cpu_count() or 2),
@@ -328,7 +347,7 @@ class Config:
             self_hosted_layout=_choice(env, "DECKGEN_SELF_HOSTED_LAYOUT", ("shared", "turns"),
                                        "turns"),
             shared_examples=_int(env, "DECKGEN_SHARED_EXAMPLES", 2, minimum=0),
-            local_lora=Path(env["DECKGEN_LOCAL_LORA"]) if env.get("DECKGEN_LOCAL_LORA") else None,
+            local_lora=local_lora(env, model_path),
             self_hosted_url=env.get("DECKGEN_SELF_HOSTED_URL") or None,
             self_hosted_model=env.get("DECKGEN_SELF_HOSTED_MODEL") or None,
             self_hosted_api_key=env.get("DECKGEN_SELF_HOSTED_API_KEY") or None,

@@ -141,3 +141,29 @@ def test_a_missing_lora_adapter_is_a_configuration_error_before_any_start(tmp_pa
     with pytest.raises(ConfigError):
         server.start()
     assert server.state() == "stopped"
+
+
+def test_the_shipped_adapter_is_the_default_for_the_bundled_model_only(tmp_path):
+    from deckgen.config import BUNDLED_LORA
+
+    assert BUNDLED_LORA.is_file()  # package data (setup.cfg)
+    assert Config.from_env({}).local_lora == BUNDLED_LORA
+    assert Config.from_env({"DECKGEN_LOCAL_LORA": "off"}).local_lora is None
+    other = tmp_path / "another-model.gguf"
+    other.write_bytes(b"GGUF")
+    # an adapter fits the model it was trained on: none for another model unless named
+    assert Config.from_env({"DECKGEN_LOCAL_MODEL": str(other)}).local_lora is None
+
+
+def test_the_local_server_applies_the_shipped_adapter(config, local_url):
+    from deckgen.config import BUNDLED_LORA
+
+    server = LocalServer(config.local_model_path, config.local_context, 2,
+                         lora_path=BUNDLED_LORA)
+    url = server.start()
+    try:
+        with_adapter = _greedy(url, config.local_model_path.stem)
+        assert f"loading lora adapter from '{BUNDLED_LORA}'" in server.tail(100_000)
+    finally:
+        server.stop()
+    assert with_adapter != _greedy(local_url, config.local_model_path.stem)
