@@ -70,7 +70,7 @@ ids = [str(yaml.safe_load(p.read_text()).get("id", p.stem)) for p in paths]
 print(",".join(i for i in ids if heldout(i, float(sys.argv[1]))))
 EOF
 )
-  "$DECKGEN" eval --routes local --cases "$IDS" --out "$OUT/eval-base"
+  DECKGEN_LOCAL_LORA=off "$DECKGEN" eval --routes local --cases "$IDS" --out "$OUT/eval-base"
   DECKGEN_LOCAL_LORA="$OUT/smollm2-135m-deckgen-lora.gguf" \
     "$DECKGEN" eval --routes local --cases "$IDS" --out "$OUT/eval-lora"
 fi
