@@ -13,7 +13,7 @@ FROM python:3.11-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY scripts/build_llama.sh ./scripts/
+COPY scripts/build_llama.sh scripts/llama_no_common.cmake ./scripts/
 RUN mkdir -p /llama && PYTHON=python scripts/build_llama.sh /llama > /llama/where
 COPY setup.cfg pyproject.toml README.md ./
 COPY deckgen ./deckgen

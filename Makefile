@@ -1,9 +1,9 @@
 # The project's vocabulary. `make demo` and `make test` work on a fresh machine: each creates
 # .venv and installs what it needs first. The embedded runtime (llama-cpp-python) is compiled
 # once by scripts/build_llama.sh for a portable CPU baseline (x86-64-v3: AVX2/FMA/F16C, no
-# AVX-512, no AMX; about 6 minutes on 2 cores) into a wheel folder named after its version
-# and build flags, and installed from there only (--only-binary): a wheel built with other
-# flags, e.g. a -march=native one in pip's cache, is never picked up.
+# AVX-512, no AMX; no common library: under 2 minutes on 2 cores) into a wheel folder named
+# after its version and build flags, and installed from there only (--only-binary): a wheel
+# built with other flags, e.g. a -march=native one in pip's cache, is never picked up.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,7 +15,7 @@ PIP_LLAMA = --find-links "$$(cat $(VENV)/.llama-wheels)" --only-binary llama-cpp
 
 .PHONY: install demo test render-tools browser-tools lint bench template serve clean adapter
 
-$(BASE): setup.cfg pyproject.toml scripts/build_llama.sh
+$(BASE): setup.cfg pyproject.toml scripts/build_llama.sh scripts/llama_no_common.cmake
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
 	PYTHON=$(BIN)/python scripts/build_llama.sh > $(VENV)/.llama-wheels

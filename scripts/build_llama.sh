@@ -5,7 +5,8 @@
 # Why: llama-cpp-python compiles llama.cpp with -march=native by default, so a wheel built on
 # one host dies with SIGILL on another (and on hosts with AMX, ggml's AMX repacking crashed
 # the server outright). We build for x86-64-v3 (AVX, AVX2, FMA, F16C, BMI2; no AVX-512, no
-# AMX), and only what deckgen uses (no multimodal library, no tools, tests or examples).
+# AMX), and only what deckgen uses (no multimodal library, no tools, tests or examples, and
+# no common library: scripts/llama_no_common.cmake).
 #
 # pip caches wheels by version, not by build flags, so a natively built wheel of the same
 # version could be silently reused. The wheel therefore lives in a folder named after the
@@ -24,14 +25,17 @@ FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=
 PYTHON=${PYTHON:-python3}
 
 ROOT=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/deckgen/wheels}
-KEY=$(printf '%s %s %s' "$VERSION" "$FLAGS" "$(uname -m)" | sha256sum | cut -c1-12)
+# llama.cpp's CMake reads this file after its project() call: no common library (see it)
+INCLUDE="$(cd "$(dirname "$0")" && pwd)/llama_no_common.cmake"
+KEY=$(printf '%s %s %s %s' "$VERSION" "$FLAGS" "$(cat "$INCLUDE")" "$(uname -m)" | sha256sum |
+      cut -c1-12)
 HOUSE="$ROOT/llama-cpp-python-$VERSION-$KEY"
 
 if ! ls "$HOUSE"/llama_cpp_python-"$VERSION"-*.whl >/dev/null 2>&1; then
     mkdir -p "$HOUSE.tmp"
     echo "building llama-cpp-python $VERSION for a portable CPU baseline (x86-64-v3, no AMX);" \
-         "about 6 minutes on 2 cores, once" >&2
-    CMAKE_ARGS="$FLAGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc 2>/dev/null || echo 2) \
+         "under 2 minutes on 2 cores, once" >&2
+    CMAKE_ARGS="$FLAGS -DCMAKE_PROJECT_llama.cpp_INCLUDE=$INCLUDE" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc 2>/dev/null || echo 2) \
         "$PYTHON" -m pip wheel --quiet --no-deps --no-cache-dir --no-binary llama-cpp-python \
         --wheel-dir "$HOUSE.tmp" "llama-cpp-python==$VERSION" >&2
     printf '%s\n' "$FLAGS" > "$HOUSE.tmp/FLAGS"
