@@ -150,20 +150,12 @@ class Saturated(ModelError):
     code = "route_saturated"
 
 
-class Pacer:
-    """Requests per minute, tokens per minute and in-flight requests for one route."""
+class _Counted:
+    """What both pacers share: the count of calls waiting and in flight per priority
+    (`load`, for the scheduler), kept around each pacer's own `_acquire`."""
 
-    def __init__(self, rpm: int | None, tpm: int | None, concurrency: int, clock: Clock,
-                 sleep: Sleep, burst: int | None = None) -> None:
-        self.requests = TokenBucket(rpm, clock, burst) if rpm else None
-        self.tokens = TokenBucket(tpm, clock) if tpm else None
-        self.concurrency = concurrency
-        self.slots = SlotGate(concurrency)
-        self.counts = _Counts()
-        self.lock = threading.Lock()
-        self.sleep = sleep
-        self.clock = clock
-        self.held_until = 0.0
+    counts: _Counts
+    concurrency: int
 
     def load(self) -> RouteLoad:
         return self.counts.load(self.concurrency)
@@ -180,6 +172,25 @@ class Pacer:
             return waited
         finally:
             self.counts.done_waiting(priority, granted)
+
+    def _acquire(self, tokens: int, until: float | None, priority: int) -> float:
+        raise NotImplementedError
+
+
+class Pacer(_Counted):
+    """Requests per minute, tokens per minute and in-flight requests for one route."""
+
+    def __init__(self, rpm: int | None, tpm: int | None, concurrency: int, clock: Clock,
+                 sleep: Sleep, burst: int | None = None) -> None:
+        self.requests = TokenBucket(rpm, clock, burst) if rpm else None
+        self.tokens = TokenBucket(tpm, clock) if tpm else None
+        self.concurrency = concurrency
+        self.slots = SlotGate(concurrency)
+        self.counts = _Counts()
+        self.lock = threading.Lock()
+        self.sleep = sleep
+        self.clock = clock
+        self.held_until = 0.0
 
     def _acquire(self, tokens: int, until: float | None, priority: int) -> float:
         start = self.clock()
@@ -216,14 +227,15 @@ class Pacer:
             self.held_until = max(self.held_until, self.clock() + seconds)
 
 
-class SharedPacer:
+class SharedPacer(_Counted):
     """A route's pacing counted in a shared home (Redis or the PostgreSQL store): requests
     and tokens per minute over a moving window, and a concurrency cap as leases. While the
     home cannot be reached, this process paces alone with `local` (logged once), so an
     outage of the limiter's home slows nothing down to a stop; a 429 from the model server
     still backs the call off. Priority holds between this process's own calls (a call asks
     the home only while no better one of this process waits); between processes the leases
-    go to whoever asks first."""
+    go to whoever asks first. A shared slot is not held while the window is full, so it
+    never blocks a call that could go."""
 
     def __init__(self, home: RouteHome, scope: str, rpm: int | None, tpm: int | None,
                  concurrency: int, lease_seconds: float, local: Pacer, clock: Clock,
@@ -256,22 +268,6 @@ class SharedPacer:
                 with self._orphans_lock:
                     self._orphans.extend(orphans[i:])
                 raise
-
-    def load(self) -> RouteLoad:
-        return self.counts.load(self.concurrency)
-
-    def acquire(self, tokens: int, until: float | None = None, priority: int = 0) -> float:
-        """Wait for a shared in-flight slot and room in the shared windows, at most until
-        `until` (Saturated past it); the seconds waited. A slot is not held while the
-        window is full, so it never blocks a call that could go."""
-        self.counts.wait(priority)
-        granted = False
-        try:
-            waited = self._acquire(tokens, until, priority)
-            granted = True
-            return waited
-        finally:
-            self.counts.done_waiting(priority, granted)
 
     def _acquire(self, tokens: int, until: float | None, priority: int) -> float:
         start = self.clock()
