@@ -33,10 +33,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deckgen.config import Config, cost_usd  # noqa: E402
+from deckgen.config import Config  # noqa: E402
 from deckgen.container import make_generator  # noqa: E402
 from deckgen.deck import generate_deck  # noqa: E402
 from deckgen.llm.router import Router  # noqa: E402
+from deckgen.prices import cost_usd  # noqa: E402
 from tests.fake_openai import FakeOpenAI  # noqa: E402
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise

@@ -19,6 +19,7 @@ from deckgen.llm.policy import (
     RetryPolicy,
     RouteLimits,
 )
+from deckgen.prices import Prices, parse_prices
 from deckgen.privacy import PrivacyPolicy
 
 __all__ = ["Config", "DEFAULT_LIMITS", "MODEL_ROUTES", "ROUTES", "RetryPolicy",
@@ -176,38 +177,6 @@ def _store_key(env: Mapping[str, str]) -> str | None:
     return key
 
 
-Prices = dict[str, tuple[float, ...]]
-
-
-def parse_prices(raw: str) -> Prices:
-    """DECKGEN_PRICES: "gpt-4o=2.50/10.00/1.25,deckgen=0.20/0.20", US dollars per million
-    prompt / completion / cached prompt tokens, per model name as the server reports it.
-    Without a cached price, cached tokens cost what other prompt tokens do."""
-    prices: Prices = {}
-    for entry in filter(None, (e.strip() for e in raw.split(","))):
-        model, _, numbers = entry.partition("=")
-        parts = numbers.split("/")
-        try:
-            if len(parts) not in (2, 3):
-                raise ValueError(numbers)
-            prices[model.strip()] = tuple(float(p) for p in parts)
-        except ValueError:
-            raise ConfigError(f"DECKGEN_PRICES entry {entry!r} is not MODEL=PROMPT/COMPLETION"
-                              "[/CACHED] (US dollars per million tokens, e.g. "
-                              "gpt-4o=2.50/10.00/1.25)") from None
-        if not model.strip() or min(prices[model.strip()]) < 0:
-            raise ConfigError(f"DECKGEN_PRICES entry {entry!r} needs a model name and prices "
-                              "of at least 0")
-    return prices
-
-
-def cost_usd(price: tuple[float, ...], prompt_tokens: int, completion_tokens: int,
-             cached_tokens: int = 0) -> float:
-    """US dollars for one call or a sum of calls; `cached_tokens` are part of
-    `prompt_tokens` (as OpenAI and vLLM report them) and cost the cached price."""
-    cached_price = price[2] if len(price) > 2 else price[0]
-    return ((prompt_tokens - cached_tokens) * price[0] + cached_tokens * cached_price
-            + completion_tokens * price[1]) / 1e6
 
 
 TICK_SECONDS = 15.0  # DECKGEN_SCHEDULE_TICK: how often each replica looks for due schedules

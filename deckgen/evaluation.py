@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from deckgen import __version__
-from deckgen.config import Prices, cost_usd
 from deckgen.deck import Generator, SectionResult, generate_deck
 from deckgen.errors import FieldError
 from deckgen.examples import Case
 from deckgen.grounding import Grounding
 from deckgen.judge import CRITERIA, Judge
+from deckgen.prices import Prices, cost_usd
 from deckgen.sections import SectionSpec
 
 _ENTITY = re.compile(r"\d[\d,.]*%?|\b[A-Z][A-Za-z&'-]{1,}\b")

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from deckgen.brief import MARKABLE, Brief, parse_brief
-from deckgen.config import Prices, cost_usd
 from deckgen.content import SectionResult
 from deckgen.deck import Generator, generate_deck
 from deckgen.errors import DeckgenError
@@ -43,6 +42,7 @@ from deckgen.evaluation import (
 )
 from deckgen.examples import Case
 from deckgen.grounding import Grounding
+from deckgen.prices import Prices, cost_usd
 from deckgen.privacy import EXTERNAL_ROUTES, INTERNAL_ONLY, OPEN
 from deckgen.sections import SectionSpec
 

@@ -74,7 +74,7 @@ def test_a_server_error_fails_the_section_with_a_clear_message(fake_generator, f
 
 def test_cached_prompt_tokens_the_server_reports_are_counted_and_priced(fake_generator,
                                                                         fake_openai, specs):
-    from deckgen.config import cost_usd
+    from deckgen.prices import cost_usd
 
     first = generate_deck(fake_generator, BRIEF, list(specs.values()))
     again = generate_deck(fake_generator, BRIEF, list(specs.values()))

@@ -8,8 +8,9 @@ from deckgen.budget import TiktokenCounter
 from deckgen.config import Config, RetryPolicy, RouteLimits, parse_route_table
 from deckgen.deck import Generator, generate_deck, generate_section
 from deckgen.errors import ConfigError
+from deckgen.llm.breaker import Breaker
 from deckgen.llm.client import retry_after
-from deckgen.llm.limits import Breaker, Pacer
+from deckgen.llm.limits import Pacer
 from deckgen.llm.router import Router
 from tests.fake_openai import FakeOpenAI
 from tests.samples import DOWN, route

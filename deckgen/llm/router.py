@@ -25,6 +25,7 @@ from openai import OpenAI
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from deckgen.errors import ConfigError, ModelError
+from deckgen.llm.breaker import Breaker, Cooldown
 from deckgen.llm.client import (
     Completion,
     ModelRoute,
@@ -35,9 +36,7 @@ from deckgen.llm.client import (
     Transient,
 )
 from deckgen.llm.limits import (
-    Breaker,
     Clock,
-    Cooldown,
     Pacer,
     RouteLoad,
     Saturated,
